@@ -1,0 +1,101 @@
+//! The WebAssembly engine: wasmtime's runtime (no compiler) loads the module the
+//! host precompiled with Cranelift for exactly this configuration, in place from
+//! guest RAM, and runs its `_start`.
+//!
+//! The configuration must equal the host's precompile configuration
+//! (`worker/src/compile.rs`); wasmtime refuses a mismatched module at load time.
+use crate::platform::{detect_feature, GuestCodeMemory};
+use crate::vfs::Tree;
+use crate::wasi::{Ctx, Exit};
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use thaw_abi::BootInfo;
+use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimitsBuilder};
+
+/// Native stack the wasm code may use (the guest stack is 8 MiB).
+const MAX_WASM_STACK: usize = 4 << 20;
+
+/// Heap kept back from linear memory growth for the engine itself.
+const HEAP_RESERVE: u64 = 48 << 20;
+
+fn config() -> Config {
+    let mut c = Config::new();
+    c.signals_based_traps(false);
+    c.memory_reservation(0);
+    c.memory_guard_size(0);
+    c.memory_reservation_for_growth(0);
+    c.memory_init_cow(false);
+    c.max_wasm_stack(MAX_WASM_STACK);
+    c.with_custom_code_memory(Some(Arc::new(GuestCodeMemory)));
+    // SAFETY: the guest's Rust code is built soft-float, but it never calls or is
+    // called by compiled wasm code with float arguments: the module is compiled with
+    // SSE4.1, so wasmtime needs no float libcalls, and the VMM enables SSE/AVX.
+    unsafe {
+        c.x86_float_abi_ok(true);
+        c.detect_host_feature(detect_feature);
+    }
+    c
+}
+
+/// A slice of guest RAM described by the boot info.
+fn region(addr: u64, len: u64) -> &'static [u8] {
+    // SAFETY: the VMM placed this region inside guest RAM, outside the heap and the
+    // guest program, and never changes it while the guest runs.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
+}
+
+/// argv and environment from the configuration archive (`argv/NNNN`, `env/NAME`).
+fn process_config(boot: &BootInfo) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut args, mut env) = (Vec::new(), Vec::new());
+    for (name, value) in thaw_abi::files::entries(region(boot.config_addr, boot.config_len)) {
+        let mut s = Vec::new();
+        if name.starts_with(b"argv/") {
+            s.extend_from_slice(value);
+            s.push(0);
+            args.push(s);
+        } else if let Some(key) = name.strip_prefix(b"env/") {
+            s.extend_from_slice(key);
+            s.push(b'=');
+            s.extend_from_slice(value);
+            s.push(0);
+            env.push(s);
+        }
+    }
+    (args, env)
+}
+
+/// Loads and runs the module; returns its exit status or an error message.
+pub fn run(boot: &BootInfo) -> Result<i32, String> {
+    let engine = Engine::new(&config()).map_err(|e| alloc::format!("engine: {e:?}"))?;
+    let image = region(boot.module_addr, boot.module_len);
+    // SAFETY: the image is page aligned in guest RAM, stays mapped (RWX) for the
+    // VM's life and nothing else writes it.
+    let module = unsafe { Module::deserialize_raw(&engine, NonNull::from(image)) }
+        .map_err(|e| alloc::format!("loading the precompiled module: {e:?}"))?;
+    let tree = Tree::from_archive(region(boot.files_addr, boot.files_len));
+    let (args, env) = process_config(boot);
+    let heap = boot.heap_end - boot.heap_start;
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(heap.saturating_sub(HEAP_RESERVE) as usize / 2)
+        .build();
+    let mut store = Store::new(&engine, Ctx::new(tree, args, env, limits));
+    store.limiter(|ctx| &mut ctx.limits);
+    let mut linker = Linker::new(&engine);
+    crate::wasi::add_to_linker(&mut linker).map_err(|e| alloc::format!("linking WASI: {e:?}"))?;
+    let instance =
+        linker.instantiate(&mut store, &module).map_err(|e| alloc::format!("instantiating the module: {e:?}"))?;
+    let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| "module exports no memory".to_string())?;
+    store.data_mut().memory = Some(memory);
+    let start = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .map_err(|e| alloc::format!("module has no _start: {e:?}"))?;
+    match start.call(&mut store, ()) {
+        Ok(()) => Ok(0),
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(Exit(code)) => Ok(*code),
+            None => Err(alloc::format!("runtime trapped: {e:?}")),
+        },
+    }
+}

@@ -1,0 +1,98 @@
+//! Hypercalls: one `out` to `HYPERCALL_PORT` per call, arguments in the call's own
+//! mailbox page. The `out` is a full exit to the VMM (~28 us here), so callers batch.
+use thaw_abi::{
+    layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, ResponseKind, ResponseMailbox,
+    RestoreMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT,
+};
+
+/// Traps into the VMM with call `nr`; returns when the VMM resumes the vCPU.
+fn call(nr: Hypercall) {
+    // SAFETY: port I/O is allowed at CPL3 because the VMM starts the guest with
+    // IOPL=3. The asm has no memory operands but is not `nomem`, so the compiler
+    // orders all mailbox writes before it and re-reads mailboxes after it.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") HYPERCALL_PORT, in("eax") nr as u32, options(nostack, preserves_flags));
+    }
+}
+
+/// Writes a mailbox value.
+fn put<T: Copy>(nr: Hypercall, value: T) {
+    // SAFETY: every mailbox is a 4 KiB page inside the mapped shared area, aligned
+    // for any mailbox type (all are < 4 KiB, see thaw_abi tests).
+    unsafe { core::ptr::write_volatile(nr.mailbox() as *mut T, value) }
+}
+
+/// Reads a mailbox value the VMM filled.
+fn get<T: Copy>(nr: Hypercall) -> T {
+    // SAFETY: as in `put`; the VMM writes only plain-old-data here.
+    unsafe { core::ptr::read_volatile(nr.mailbox() as *const T) }
+}
+
+/// Flushes the first `len` bytes of the log buffer.
+pub fn log(len: u64) {
+    put(Hypercall::Log, LogMailbox { len });
+    call(Hypercall::Log);
+}
+
+/// What `Next` returned.
+pub struct NextInvocation {
+    pub header_len: u64,
+    pub payload_len: u64,
+    pub clock: Clock,
+    pub seed: [u8; 32],
+}
+
+/// Blocks until the VMM hands over the next invocation.
+pub fn next(log_len: u64) -> NextInvocation {
+    put(Hypercall::Next, NextMailbox { log_len, ..Default::default() });
+    call(Hypercall::Next);
+    let m: NextMailbox = get(Hypercall::Next);
+    NextInvocation {
+        header_len: m.header_len,
+        payload_len: m.payload_len,
+        clock: m.clock,
+        seed: m.seed,
+    }
+}
+
+/// Sends a response whose body is already in the response area.
+pub fn respond(kind: ResponseKind, len: u64, truncated: bool, log_len: u64) {
+    put(Hypercall::Response, ResponseMailbox { kind: kind as u32, truncated: truncated as u32, len, log_len });
+    call(Hypercall::Response);
+}
+
+/// The snapshot point; returns `(restored, clock, seed)` once the VM runs again.
+pub fn restore_point(log_len: u64) -> (bool, Clock, [u8; 32]) {
+    put(Hypercall::RestorePoint, RestoreMailbox { log_len, ..Default::default() });
+    call(Hypercall::RestorePoint);
+    let m: RestoreMailbox = get(Hypercall::RestorePoint);
+    (m.restored != 0, m.clock, m.seed)
+}
+
+/// Reports a fatal error and never returns (the VMM ends the VM).
+pub fn abort(msg: &str) -> ! {
+    let bytes = msg.as_bytes();
+    let len = bytes.len().min(ABORT_MESSAGE_MAX as usize);
+    let text = Hypercall::Abort.mailbox() + core::mem::size_of::<AbortMailbox>() as u64;
+    // SAFETY: the message area lies inside the Abort mailbox page (len is capped at
+    // ABORT_MESSAGE_MAX, which leaves room for the header).
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), text as *mut u8, len) };
+    put(Hypercall::Abort, AbortMailbox { len: len as u64, log_len: crate::log::pending() });
+    loop {
+        call(Hypercall::Abort);
+    }
+}
+
+/// The response area as a byte slice of `layout::RESPONSE_SIZE`.
+pub fn response_area() -> &'static mut [u8] {
+    // SAFETY: the response area is mapped, owned by the guest between hypercalls,
+    // and only ever borrowed through the single `Response` writer in `vfs`.
+    unsafe { core::slice::from_raw_parts_mut(layout::RESPONSE as *mut u8, layout::RESPONSE_SIZE as usize) }
+}
+
+/// The request area (header and payload the VMM wrote for the current invocation).
+pub fn request_area() -> &'static [u8] {
+    // SAFETY: the request area is mapped; the VMM writes it only while the guest
+    // is blocked in `Next`.
+    unsafe { core::slice::from_raw_parts(layout::REQUEST as *const u8, layout::REQUEST_SIZE as usize) }
+}

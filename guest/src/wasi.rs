@@ -1,0 +1,536 @@
+//! WASI preview 1 for the guest: enough of `wasi_snapshot_preview1` for CPython.
+//! Files come from the read-only [`Tree`]; stdout/stderr go to the invocation log;
+//! clocks come from the TSC; `random_get` from the reseeded CSPRNG. Every pointer
+//! the module passes is checked against its linear memory (bad ones get `EFAULT`).
+use crate::vfs::{normalize, Node, Sink, Special, Tree};
+use alloc::string::String;
+use alloc::vec::Vec;
+use wasmtime::{Caller, Linker, Memory, StoreLimits};
+
+/// WASI errno values.
+mod errno {
+    pub const SUCCESS: i32 = 0;
+    pub const BADF: i32 = 8;
+    pub const EXIST: i32 = 20;
+    pub const FAULT: i32 = 21;
+    pub const INVAL: i32 = 28;
+    pub const ISDIR: i32 = 31;
+    pub const NOENT: i32 = 44;
+    pub const NOTDIR: i32 = 54;
+    pub const NOTSUP: i32 = 58;
+    pub const ROFS: i32 = 69;
+    pub const SPIPE: i32 = 70;
+}
+
+const FILETYPE_CHAR: u8 = 2;
+const FILETYPE_DIR: u8 = 3;
+const FILETYPE_FILE: u8 = 4;
+const OFLAG_CREAT: i32 = 1;
+const OFLAG_DIRECTORY: i32 = 2;
+const OFLAG_TRUNC: i32 = 8;
+const RIGHT_FD_WRITE: i64 = 1 << 6;
+
+/// Directories preopened for the module (fd 3, 4, ...).
+const PREOPENS: [&str; 3] = ["/var/task", "/var/runtime", crate::vfs::RUN_DIR];
+
+/// An open file descriptor.
+enum Handle {
+    Stdin,
+    Log,
+    Dir(String),
+    File { data: &'static [u8], pos: u64 },
+    Sink(Sink),
+}
+
+/// Raised by `proc_exit` to unwind out of the module.
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+impl core::fmt::Display for Exit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "exit({})", self.0)
+    }
+}
+
+impl core::error::Error for Exit {}
+
+/// Per-store WASI state.
+pub struct Ctx {
+    pub memory: Option<Memory>,
+    pub limits: StoreLimits,
+    tree: Tree,
+    fds: Vec<Option<Handle>>,
+    args: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    /// Header and payload lengths of the current invocation.
+    current: (u64, u64),
+    restore_reply: Vec<u8>,
+}
+
+impl Ctx {
+    /// Builds the state from the files tree, argv and environment.
+    pub fn new(tree: Tree, args: Vec<Vec<u8>>, env: Vec<Vec<u8>>, limits: StoreLimits) -> Self {
+        let mut fds = alloc::vec![Some(Handle::Stdin), Some(Handle::Log), Some(Handle::Log)];
+        fds.extend(PREOPENS.iter().map(|p| Some(Handle::Dir(String::from(*p)))));
+        Self { memory: None, limits, tree, fds, args, env, current: (0, 0), restore_reply: Vec::new() }
+    }
+
+    fn handle(&mut self, fd: i32) -> Result<&mut Handle, i32> {
+        self.fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)
+    }
+
+    fn insert(&mut self, h: Handle) -> i32 {
+        if let Some(i) = self.fds.iter().position(|s| s.is_none()) {
+            self.fds[i] = Some(h);
+            return i as i32;
+        }
+        self.fds.push(Some(h));
+        (self.fds.len() - 1) as i32
+    }
+}
+
+/// Checked access to the module's linear memory.
+struct Mem<'a>(&'a mut [u8]);
+
+impl Mem<'_> {
+    fn range(&self, ptr: i32, len: usize) -> Result<core::ops::Range<usize>, i32> {
+        let start = ptr as u32 as usize;
+        let end = start.checked_add(len).ok_or(errno::FAULT)?;
+        if end > self.0.len() {
+            return Err(errno::FAULT);
+        }
+        Ok(start..end)
+    }
+    fn bytes(&self, ptr: i32, len: usize) -> Result<&[u8], i32> {
+        Ok(&self.0[self.range(ptr, len)?])
+    }
+    fn bytes_mut(&mut self, ptr: i32, len: usize) -> Result<&mut [u8], i32> {
+        let r = self.range(ptr, len)?;
+        Ok(&mut self.0[r])
+    }
+    fn u32(&self, ptr: i32) -> Result<u32, i32> {
+        let b = self.bytes(ptr, 4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn put(&mut self, ptr: i32, data: &[u8]) -> Result<(), i32> {
+        self.bytes_mut(ptr, data.len())?.copy_from_slice(data);
+        Ok(())
+    }
+    fn put_u32(&mut self, ptr: i32, v: u32) -> Result<(), i32> {
+        self.put(ptr, &v.to_le_bytes())
+    }
+    fn put_u64(&mut self, ptr: i32, v: u64) -> Result<(), i32> {
+        self.put(ptr, &v.to_le_bytes())
+    }
+    /// The `(ptr, len)` pairs of an iovec array.
+    fn iovecs(&self, iovs: i32, count: i32) -> Result<Vec<(i32, usize)>, i32> {
+        (0..count.max(0))
+            .map(|i| {
+                let at = iovs.wrapping_add(i * 8);
+                Ok((self.u32(at)? as i32, self.u32(at.wrapping_add(4))? as usize))
+            })
+            .collect()
+    }
+}
+
+/// Runs `f` with checked memory and the context.
+fn with<R>(caller: &mut Caller<'_, Ctx>, f: impl FnOnce(&mut Mem<'_>, &mut Ctx) -> Result<R, i32>) -> Result<R, i32> {
+    let memory = caller.data().memory.ok_or(errno::FAULT)?;
+    let (data, ctx) = memory.data_and_store_mut(caller);
+    f(&mut Mem(data), ctx)
+}
+
+fn code(r: Result<(), i32>) -> i32 {
+    match r {
+        Ok(()) => errno::SUCCESS,
+        Err(e) => e,
+    }
+}
+
+/// Writes a 64-byte filestat.
+fn filestat(mem: &mut Mem<'_>, at: i32, filetype: u8, size: u64, ino: u64) -> Result<(), i32> {
+    let mut st = [0u8; 64];
+    st[8..16].copy_from_slice(&ino.to_le_bytes());
+    st[16] = filetype;
+    st[24..32].copy_from_slice(&1u64.to_le_bytes());
+    st[32..40].copy_from_slice(&size.to_le_bytes());
+    mem.put(at, &st)
+}
+
+fn inode(path: &str) -> u64 {
+    path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Size/array pairs for `args_*` and `environ_*`.
+fn strings_sizes(mem: &mut Mem<'_>, list: &[Vec<u8>], count_at: i32, size_at: i32) -> Result<(), i32> {
+    mem.put_u32(count_at, list.len() as u32)?;
+    mem.put_u32(size_at, list.iter().map(|s| s.len() as u32).sum())
+}
+
+fn strings_get(mem: &mut Mem<'_>, list: &[Vec<u8>], ptrs: i32, buf: i32) -> Result<(), i32> {
+    let mut at = buf;
+    for (i, s) in list.iter().enumerate() {
+        mem.put_u32(ptrs.wrapping_add(i as i32 * 4), at as u32)?;
+        mem.put(at, s)?;
+        at = at.wrapping_add(s.len() as i32);
+    }
+    Ok(())
+}
+
+/// Resolves `path` relative to directory fd `dirfd`.
+fn resolve(mem: &Mem<'_>, ctx: &mut Ctx, dirfd: i32, ptr: i32, len: i32) -> Result<String, i32> {
+    let Handle::Dir(base) = ctx.handle(dirfd)? else { return Err(errno::NOTDIR) };
+    let base = base.clone();
+    let rel = core::str::from_utf8(mem.bytes(ptr, len as usize)?).map_err(|_| errno::INVAL)?;
+    normalize(&base, rel).ok_or(errno::NOENT)
+}
+
+/// Opens `path`; the special files act on open (see `vfs`).
+fn open(ctx: &mut Ctx, path: String, oflags: i32, rights: i64) -> Result<Handle, i32> {
+    let write = rights & RIGHT_FD_WRITE != 0 || oflags & (OFLAG_CREAT | OFLAG_TRUNC) != 0;
+    match ctx.tree.lookup(&path) {
+        Some(Node::Special(s)) => {
+            if let Some(kind) = s.response_kind() {
+                return Ok(Handle::Sink(Sink { kind, len: 0 }));
+            }
+            let data: &'static [u8] = match s {
+                Special::Next => {
+                    let next = crate::hc::next(crate::log::pending());
+                    crate::log::taken();
+                    crate::clock::set_anchor(next.clock);
+                    crate::rng::reseed(&next.seed);
+                    let cap = thaw_abi::layout::REQUEST_PAYLOAD_OFFSET;
+                    ctx.current = (next.header_len.min(cap), next.payload_len.min(thaw_abi::MAX_PAYLOAD));
+                    &crate::hc::request_area()[..ctx.current.0 as usize]
+                }
+                Special::Event => {
+                    let at = thaw_abi::layout::REQUEST_PAYLOAD_OFFSET as usize;
+                    &crate::hc::request_area()[at..at + ctx.current.1 as usize]
+                }
+                Special::Restore => {
+                    let (restored, clock, seed) = crate::hc::restore_point(crate::log::pending());
+                    crate::log::taken();
+                    crate::clock::set_anchor(clock);
+                    crate::rng::reseed(&seed);
+                    ctx.restore_reply = alloc::format!("{{\"restored\": {restored}}}").into_bytes();
+                    // The reply lives until the next restore point; leak a copy so the
+                    // handle can hold a 'static slice (tiny, once per restore).
+                    alloc::vec::Vec::leak(ctx.restore_reply.clone())
+                }
+                _ => return Err(errno::INVAL),
+            };
+            Ok(Handle::File { data, pos: 0 })
+        }
+        Some(Node::Dir) if write => Err(errno::ISDIR),
+        Some(Node::Dir) => Ok(Handle::Dir(path)),
+        Some(Node::File(_)) if oflags & OFLAG_DIRECTORY != 0 => Err(errno::NOTDIR),
+        Some(Node::File(_)) if write => Err(errno::ROFS),
+        Some(Node::File(data)) => Ok(Handle::File { data, pos: 0 }),
+        None if oflags & OFLAG_CREAT != 0 => Err(errno::ROFS),
+        None => Err(errno::NOENT),
+    }
+}
+
+/// Registers every import of `wasi_snapshot_preview1` CPython uses.
+pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
+    const M: &str = "wasi_snapshot_preview1";
+    linker.func_wrap(M, "args_sizes_get", |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
+        code(with(&mut c, |m, ctx| strings_sizes(m, &ctx.args, n, s)))
+    })?;
+    linker.func_wrap(M, "args_get", |mut c: Caller<'_, Ctx>, p: i32, b: i32| {
+        code(with(&mut c, |m, ctx| strings_get(m, &ctx.args, p, b)))
+    })?;
+    linker.func_wrap(M, "environ_sizes_get", |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
+        code(with(&mut c, |m, ctx| strings_sizes(m, &ctx.env, n, s)))
+    })?;
+    linker.func_wrap(M, "environ_get", |mut c: Caller<'_, Ctx>, p: i32, b: i32| {
+        code(with(&mut c, |m, ctx| strings_get(m, &ctx.env, p, b)))
+    })?;
+    linker.func_wrap(M, "clock_res_get", |mut c: Caller<'_, Ctx>, _id: i32, out: i32| {
+        code(with(&mut c, |m, _| m.put_u64(out, 1)))
+    })?;
+    linker.func_wrap(M, "clock_time_get", |mut c: Caller<'_, Ctx>, id: i32, _prec: i64, out: i32| {
+        let now = if id == 0 { crate::clock::realtime_ns() } else { crate::clock::monotonic_ns() };
+        code(with(&mut c, |m, _| m.put_u64(out, now)))
+    })?;
+    linker.func_wrap(M, "random_get", |mut c: Caller<'_, Ctx>, buf: i32, len: i32| {
+        code(with(&mut c, |m, _| {
+            crate::rng::fill(m.bytes_mut(buf, len as u32 as usize)?);
+            Ok(())
+        }))
+    })?;
+    linker.func_wrap(M, "sched_yield", || errno::SUCCESS)?;
+    linker.func_wrap(M, "proc_exit", |code: i32| -> wasmtime::Result<()> { Err(wasmtime::Error::new(Exit(code))) })?;
+    linker.func_wrap(M, "poll_oneoff", |mut c: Caller<'_, Ctx>, subs: i32, events: i32, n: i32, out: i32| {
+        code(with(&mut c, |m, _| poll_oneoff(m, subs, events, n, out)))
+    })?;
+    add_fd_calls(linker)?;
+    add_path_calls(linker)?;
+    for name in ["sock_accept", "sock_recv", "sock_send", "sock_shutdown"] {
+        let ty = wasmtime::FuncType::new(
+            linker.engine(),
+            core::iter::repeat_n(wasmtime::ValType::I32, sock_arity(name)),
+            [wasmtime::ValType::I32],
+        );
+        linker.func_new(M, name, ty, |_, _, results| {
+            results[0] = wasmtime::Val::I32(errno::NOTSUP);
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn sock_arity(name: &str) -> usize {
+    match name {
+        "sock_accept" => 3,
+        "sock_recv" => 6,
+        "sock_send" => 5,
+        _ => 2,
+    }
+}
+
+/// `poll_oneoff`: only clock subscriptions (sleep) are meaningful here; the guest
+/// has no interrupts, so it spins on the TSC until the earliest deadline.
+fn poll_oneoff(m: &mut Mem<'_>, subs: i32, events: i32, n: i32, out: i32) -> Result<(), i32> {
+    if n <= 0 {
+        return Err(errno::INVAL);
+    }
+    let now = crate::clock::monotonic_ns();
+    let mut wake = u64::MAX;
+    for i in 0..n {
+        let s = m.bytes(subs.wrapping_add(i * 48), 48)?;
+        if s[8] == 0 {
+            let timeout = u64::from_le_bytes(s[24..32].try_into().map_err(|_| errno::FAULT)?);
+            let abs = u16::from_le_bytes([s[40], s[41]]) & 1 != 0;
+            let deadline = if abs { crate::clock::monotonic_ns().max(timeout) } else { now.saturating_add(timeout) };
+            wake = wake.min(deadline);
+        } else {
+            wake = now;
+        }
+    }
+    while wake != u64::MAX && crate::clock::monotonic_ns() < wake {
+        core::hint::spin_loop();
+    }
+    for i in 0..n {
+        let s = m.bytes(subs.wrapping_add(i * 48), 48)?.to_vec();
+        let mut ev = [0u8; 32];
+        ev[..8].copy_from_slice(&s[..8]);
+        ev[10] = s[8];
+        m.put(events.wrapping_add(i * 32), &ev)?;
+    }
+    m.put_u32(out, n as u32)
+}
+
+fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
+    const M: &str = "wasi_snapshot_preview1";
+    linker.func_wrap(M, "fd_write", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, out: i32| {
+        code(with(&mut c, |m, ctx| {
+            let mut total = 0u32;
+            for (p, len) in m.iovecs(iovs, n)? {
+                let data = m.bytes(p, len)?;
+                match ctx.handle(fd)? {
+                    Handle::Log => crate::log::write(data),
+                    Handle::Sink(s) => s.write(data),
+                    Handle::Dir(_) => return Err(errno::ISDIR),
+                    _ => return Err(errno::BADF),
+                }
+                total += len as u32;
+            }
+            m.put_u32(out, total)
+        }))
+    })?;
+    linker.func_wrap(M, "fd_read", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, out: i32| {
+        code(with(&mut c, |m, ctx| read(m, ctx, fd, iovs, n, None, out)))
+    })?;
+    linker.func_wrap(M, "fd_pread", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+        code(with(&mut c, |m, ctx| read(m, ctx, fd, iovs, n, Some(off as u64), out)))
+    })?;
+    linker.func_wrap(M, "fd_close", |mut c: Caller<'_, Ctx>, fd: i32| {
+        let ctx = c.data_mut();
+        match ctx.fds.get_mut(fd as usize).and_then(Option::take) {
+            Some(Handle::Sink(s)) => {
+                s.send();
+                errno::SUCCESS
+            }
+            Some(_) => errno::SUCCESS,
+            None => errno::BADF,
+        }
+    })?;
+    linker.func_wrap(M, "fd_seek", |mut c: Caller<'_, Ctx>, fd: i32, off: i64, whence: i32, out: i32| {
+        code(with(&mut c, |m, ctx| {
+            let pos = match ctx.handle(fd)? {
+                Handle::File { data, pos } => {
+                    let base = match whence {
+                        0 => 0i64,
+                        1 => *pos as i64,
+                        2 => data.len() as i64,
+                        _ => return Err(errno::INVAL),
+                    };
+                    let new = base.checked_add(off).filter(|p| *p >= 0).ok_or(errno::INVAL)?;
+                    *pos = new as u64;
+                    new as u64
+                }
+                Handle::Sink(s) => s.len,
+                Handle::Dir(_) => return Err(errno::ISDIR),
+                _ => return Err(errno::SPIPE),
+            };
+            m.put_u64(out, pos)
+        }))
+    })?;
+    linker.func_wrap(M, "fd_tell", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
+        code(with(&mut c, |m, ctx| {
+            let pos = match ctx.handle(fd)? {
+                Handle::File { pos, .. } => *pos,
+                Handle::Sink(s) => s.len,
+                _ => return Err(errno::SPIPE),
+            };
+            m.put_u64(out, pos)
+        }))
+    })?;
+    linker.func_wrap(M, "fd_fdstat_get", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
+        code(with(&mut c, |m, ctx| {
+            let (ty, rights) = match ctx.handle(fd)? {
+                Handle::Stdin | Handle::Log => (FILETYPE_CHAR, u64::MAX),
+                Handle::Dir(_) => (FILETYPE_DIR, u64::MAX),
+                Handle::File { .. } | Handle::Sink(_) => (FILETYPE_FILE, u64::MAX),
+            };
+            let mut st = [0u8; 24];
+            st[0] = ty;
+            st[8..16].copy_from_slice(&rights.to_le_bytes());
+            st[16..24].copy_from_slice(&rights.to_le_bytes());
+            m.put(out, &st)
+        }))
+    })?;
+    linker.func_wrap(M, "fd_fdstat_set_flags", |mut c: Caller<'_, Ctx>, fd: i32, _f: i32| {
+        code(c.data_mut().handle(fd).map(|_| ()))
+    })?;
+    linker.func_wrap(M, "fd_filestat_get", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
+        code(with(&mut c, |m, ctx| {
+            let (ty, size, ino) = match ctx.handle(fd)? {
+                Handle::Stdin | Handle::Log => (FILETYPE_CHAR, 0, fd as u64),
+                Handle::Dir(p) => (FILETYPE_DIR, 0, inode(p)),
+                Handle::File { data, .. } => (FILETYPE_FILE, data.len() as u64, data.as_ptr() as u64),
+                Handle::Sink(s) => (FILETYPE_FILE, s.len, 1),
+            };
+            filestat(m, out, ty, size, ino)
+        }))
+    })?;
+    linker.func_wrap(M, "fd_prestat_get", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
+        code(with(&mut c, |m, _| {
+            let dir = usize::try_from(fd - 3).ok().and_then(|i| PREOPENS.get(i)).ok_or(errno::BADF)?;
+            m.put_u32(out, 0)?;
+            m.put_u32(out.wrapping_add(4), dir.len() as u32)
+        }))
+    })?;
+    linker.func_wrap(M, "fd_prestat_dir_name", |mut c: Caller<'_, Ctx>, fd: i32, buf: i32, len: i32| {
+        code(with(&mut c, |m, _| {
+            let dir = usize::try_from(fd - 3).ok().and_then(|i| PREOPENS.get(i)).ok_or(errno::BADF)?;
+            let n = dir.len().min(len as u32 as usize);
+            m.put(buf, &dir.as_bytes()[..n])
+        }))
+    })?;
+    linker.func_wrap(M, "fd_readdir", |mut c: Caller<'_, Ctx>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| {
+        code(with(&mut c, |m, ctx| readdir(m, ctx, fd, buf, len, cookie as u64, out)))
+    })?;
+    linker.func_wrap(M, "fd_advise", |_: i32, _: i64, _: i64, _: i32| errno::SUCCESS)?;
+    linker.func_wrap(M, "fd_allocate", |_: i32, _: i64, _: i64| errno::ROFS)?;
+    linker.func_wrap(M, "fd_datasync", |_: i32| errno::SUCCESS)?;
+    linker.func_wrap(M, "fd_sync", |_: i32| errno::SUCCESS)?;
+    linker.func_wrap(M, "fd_filestat_set_size", |_: i32, _: i64| errno::ROFS)?;
+    linker.func_wrap(M, "fd_filestat_set_times", |_: i32, _: i64, _: i64, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "fd_pwrite", |_: i32, _: i32, _: i32, _: i64, _: i32| errno::ROFS)?;
+    Ok(())
+}
+
+fn read(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, iovs: i32, n: i32, at: Option<u64>, out: i32) -> Result<(), i32> {
+    let iov = m.iovecs(iovs, n)?;
+    let (data, pos) = match ctx.handle(fd)? {
+        Handle::Stdin => return m.put_u32(out, 0),
+        Handle::File { data, pos } => (*data, pos),
+        Handle::Dir(_) => return Err(errno::ISDIR),
+        _ => return Err(errno::BADF),
+    };
+    let mut cur = at.unwrap_or(*pos);
+    let mut total = 0usize;
+    for (p, len) in iov {
+        let start = (cur as usize).min(data.len());
+        let k = len.min(data.len() - start);
+        m.put(p, &data[start..start + k])?;
+        cur += k as u64;
+        total += k;
+        if k < len {
+            break;
+        }
+    }
+    if at.is_none() {
+        *pos = cur;
+    }
+    m.put_u32(out, total as u32)
+}
+
+fn readdir(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, buf: i32, len: i32, cookie: u64, out: i32) -> Result<(), i32> {
+    let Handle::Dir(dir) = ctx.handle(fd)? else { return Err(errno::NOTDIR) };
+    let dir = dir.clone();
+    let mut entries = alloc::vec![(String::from("."), true), (String::from(".."), true)];
+    entries.extend(ctx.tree.list(&dir));
+    let mut bytes = Vec::new();
+    for (i, (name, is_dir)) in entries.iter().enumerate().skip(cookie as usize) {
+        let mut ent = [0u8; 24];
+        ent[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+        ent[8..16].copy_from_slice(&inode(name).to_le_bytes());
+        ent[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        ent[20] = if *is_dir { FILETYPE_DIR } else { FILETYPE_FILE };
+        bytes.extend_from_slice(&ent);
+        bytes.extend_from_slice(name.as_bytes());
+        if bytes.len() >= len as usize {
+            break;
+        }
+    }
+    let n = bytes.len().min(len.max(0) as usize);
+    m.put(buf, &bytes[..n])?;
+    m.put_u32(out, n as u32)
+}
+
+fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
+    const M: &str = "wasi_snapshot_preview1";
+    linker.func_wrap(
+        M,
+        "path_open",
+        |mut c: Caller<'_, Ctx>, dirfd: i32, _lf: i32, p: i32, pl: i32, oflags: i32, rights: i64, _ri: i64, _fl: i32, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                let path = resolve(m, ctx, dirfd, p, pl)?;
+                if oflags & 4 != 0 && ctx.tree.lookup(&path).is_some() {
+                    return Err(errno::EXIST);
+                }
+                let h = open(ctx, path, oflags, rights)?;
+                let fd = ctx.insert(h);
+                m.put_u32(out, fd as u32)
+            }))
+        },
+    )?;
+    linker.func_wrap(M, "path_filestat_get", |mut c: Caller<'_, Ctx>, dirfd: i32, _f: i32, p: i32, pl: i32, out: i32| {
+        code(with(&mut c, |m, ctx| {
+            let path = resolve(m, ctx, dirfd, p, pl)?;
+            match ctx.tree.lookup(&path) {
+                Some(Node::File(d)) => filestat(m, out, FILETYPE_FILE, d.len() as u64, inode(&path)),
+                Some(Node::Dir) => filestat(m, out, FILETYPE_DIR, 0, inode(&path)),
+                Some(Node::Special(_)) => filestat(m, out, FILETYPE_FILE, 0, inode(&path)),
+                None => Err(errno::NOENT),
+            }
+        }))
+    })?;
+    linker.func_wrap(M, "path_readlink", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32, _b: i32, _bl: i32, _o: i32| {
+        code(with(&mut c, |m, ctx| {
+            let path = resolve(m, ctx, dirfd, p, pl)?;
+            Err(if ctx.tree.lookup(&path).is_some() { errno::INVAL } else { errno::NOENT })
+        }))
+    })?;
+    linker.func_wrap(M, "path_create_directory", |_: i32, _: i32, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "path_remove_directory", |_: i32, _: i32, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "path_unlink_file", |_: i32, _: i32, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "path_filestat_set_times", |_: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "path_link", |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "path_rename", |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "path_symlink", |_: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS)?;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! A hostile guest: hand-assembled CPL3 code that makes malformed hypercalls, touches
+//! memory it does not have and spins forever. Each case must end only its own VM with
+//! a clear error; the host process (this test) carries on and can run more VMs.
+use std::time::{Duration, Instant};
+use thaw_abi::{layout, Hypercall, HYPERCALL_PORT};
+use thaw_vmm::{kvm_or_skip, Deadline, GuestEvent, NextInput, Vm, VmConfig, VmError};
+
+/// A few x86_64 instructions, enough to script a guest.
+#[derive(Default)]
+struct Asm(Vec<u8>);
+
+impl Asm {
+    fn mov_dx(mut self, v: u16) -> Self {
+        self.0.extend([0x66, 0xba]);
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn mov_eax(mut self, v: u32) -> Self {
+        self.0.push(0xb8);
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn out(mut self) -> Self {
+        self.0.push(0xef);
+        self
+    }
+    fn input(mut self) -> Self {
+        self.0.push(0xec);
+        self
+    }
+    /// `mov rax, v; mov [addr], rax`
+    fn store(mut self, addr: u64, v: u64) -> Self {
+        self.0.extend([0x48, 0xb8]);
+        self.0.extend(v.to_le_bytes());
+        self.0.extend([0x48, 0xa3]);
+        self.0.extend(addr.to_le_bytes());
+        self
+    }
+    /// `mov rax, [addr]`
+    fn load(mut self, addr: u64) -> Self {
+        self.0.extend([0x48, 0xa1]);
+        self.0.extend(addr.to_le_bytes());
+        self
+    }
+    fn hypercall(self, h: Hypercall) -> Self {
+        self.mov_dx(HYPERCALL_PORT).mov_eax(h as u32).out()
+    }
+    fn spin(mut self) -> Self {
+        self.0.extend([0xeb, 0xfe]);
+        self
+    }
+    fn hlt(mut self) -> Self {
+        self.0.push(0xf4);
+        self
+    }
+}
+
+fn vm_with(code: Asm) -> Vm {
+    let mut vm = Vm::new(&VmConfig { memory_bytes: 64 << 20 }).expect("create VM");
+    vm.load_flat(&code.0).expect("load code");
+    vm
+}
+
+fn run_err(code: Asm) -> VmError {
+    let mut vm = vm_with(code);
+    let err = vm.run().expect_err("hostile guest must fail");
+    assert!(matches!(vm.run(), Err(VmError::Dead)), "a failed VM must refuse to run again");
+    err
+}
+
+#[test]
+fn test_valid_next_then_response_round_trip() {
+    if !kvm_or_skip("test_valid_next_then_response_round_trip") {
+        return;
+    }
+    // Next; then copy 8 bytes of the event into the response area; Response(Ok, 8).
+    let resp = Hypercall::Response.mailbox();
+    let code = Asm::default()
+        .hypercall(Hypercall::Next)
+        .load(layout::REQUEST + layout::REQUEST_PAYLOAD_OFFSET);
+    let mut code = code;
+    code.0.extend([0x48, 0xa3]);
+    code.0.extend(layout::RESPONSE.to_le_bytes());
+    let code = code.store(resp, 0).store(resp + 8, 8).store(resp + 16, 0).hypercall(Hypercall::Response).spin();
+    let mut vm = vm_with(code);
+    assert_eq!(vm.run().unwrap(), GuestEvent::Next);
+    let input = NextInput { header: b"{}", payload: b"abcdefgh", clock: vm.clock_now(), seed: [1; 32], restored: false };
+    vm.provide_next(&input).unwrap();
+    match vm.run().unwrap() {
+        GuestEvent::Response(r) => assert_eq!(r.body, b"abcdefgh"),
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+#[test]
+fn test_unknown_port_ends_vm() {
+    if !kvm_or_skip("test_unknown_port_ends_vm") {
+        return;
+    }
+    let err = run_err(Asm::default().mov_dx(0x3f8).mov_eax(0).out());
+    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("0x3f8")), "{err}");
+}
+
+#[test]
+fn test_unknown_hypercall_number_ends_vm() {
+    if !kvm_or_skip("test_unknown_hypercall_number_ends_vm") {
+        return;
+    }
+    let err = run_err(Asm::default().mov_dx(HYPERCALL_PORT).mov_eax(0xdead).out());
+    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("57005")), "{err}");
+}
+
+#[test]
+fn test_port_read_ends_vm() {
+    if !kvm_or_skip("test_port_read_ends_vm") {
+        return;
+    }
+    let err = run_err(Asm::default().mov_dx(HYPERCALL_PORT).input());
+    assert!(matches!(err, VmError::GuestHypercall(_)), "{err}");
+}
+
+#[test]
+fn test_huge_response_length_ends_vm() {
+    if !kvm_or_skip("test_huge_response_length_ends_vm") {
+        return;
+    }
+    let mb = Hypercall::Response.mailbox();
+    let err = run_err(Asm::default().store(mb, 0).store(mb + 8, u64::MAX - 3).hypercall(Hypercall::Response));
+    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("response length")), "{err}");
+}
+
+#[test]
+fn test_huge_log_length_ends_vm() {
+    if !kvm_or_skip("test_huge_log_length_ends_vm") {
+        return;
+    }
+    let mb = Hypercall::Log.mailbox();
+    let err = run_err(Asm::default().store(mb, 1 << 40).hypercall(Hypercall::Log));
+    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("log length")), "{err}");
+}
+
+#[test]
+fn test_bad_response_kind_ends_vm() {
+    if !kvm_or_skip("test_bad_response_kind_ends_vm") {
+        return;
+    }
+    let mb = Hypercall::Response.mailbox();
+    let err = run_err(Asm::default().store(mb, 77).hypercall(Hypercall::Response));
+    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("kind")), "{err}");
+}
+
+#[test]
+fn test_wild_pointer_ends_vm() {
+    if !kvm_or_skip("test_wild_pointer_ends_vm") {
+        return;
+    }
+    // Unmapped in the guest page table: a page fault with no IDT -> shutdown.
+    let err = run_err(Asm::default().load(0x7fff_0000_0000));
+    assert!(matches!(err, VmError::GuestShutdown { .. } | VmError::GuestExit(_)), "{err}");
+}
+
+#[test]
+fn test_privileged_instruction_ends_vm() {
+    if !kvm_or_skip("test_privileged_instruction_ends_vm") {
+        return;
+    }
+    let err = run_err(Asm::default().hlt());
+    assert!(matches!(err, VmError::GuestShutdown { .. } | VmError::GuestExit(_)), "{err}");
+}
+
+#[test]
+fn test_abort_message_is_reported() {
+    if !kvm_or_skip("test_abort_message_is_reported") {
+        return;
+    }
+    let mb = Hypercall::Abort.mailbox();
+    let text = u64::from_le_bytes(*b"oh no!!!");
+    let err = run_err(Asm::default().store(mb, 8).store(mb + 8, 0).store(mb + 16, text).hypercall(Hypercall::Abort));
+    assert!(matches!(&err, VmError::GuestAbort { message } if message == "oh no!!!"), "{err}");
+}
+
+#[test]
+fn test_infinite_loop_is_stopped_at_deadline() {
+    if !kvm_or_skip("test_infinite_loop_is_stopped_at_deadline") {
+        return;
+    }
+    let mut vm = vm_with(Asm::default().spin());
+    let t0 = Instant::now();
+    let _deadline = Deadline::arm(t0 + Duration::from_millis(200), &vm.kicker());
+    let err = vm.run().expect_err("spinning guest must be stopped");
+    assert!(matches!(err, VmError::Interrupted), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert!(t0.elapsed() < Duration::from_secs(10), "kick took {:?}", t0.elapsed());
+}
+
+#[test]
+fn test_host_survives_many_hostile_vms() {
+    if !kvm_or_skip("test_host_survives_many_hostile_vms") {
+        return;
+    }
+    for i in 0..20u32 {
+        let code = match i % 4 {
+            0 => Asm::default().mov_dx(i as u16).out(),
+            1 => Asm::default().load(0x10_0000_0000 + u64::from(i)),
+            2 => Asm::default().mov_dx(HYPERCALL_PORT).mov_eax(1000 + i).out(),
+            _ => Asm::default().hlt(),
+        };
+        run_err(code);
+    }
+    // Still able to run a well-behaved guest.
+    let mut vm = vm_with(Asm::default().hypercall(Hypercall::Next));
+    assert_eq!(vm.run().unwrap(), GuestEvent::Next);
+}
