@@ -92,6 +92,9 @@ pub enum Hypercall {
     /// A snapshot hook point: before-snapshot hooks have run; the VMM may snapshot.
     /// Returns after a restore (or at once when no snapshot is taken).
     RestorePoint = 5,
+    /// The runtime reached a named phase (`PhaseMailbox`); the VMM timestamps it
+    /// and resumes the guest at once.
+    Phase = 6,
 }
 
 impl Hypercall {
@@ -103,6 +106,7 @@ impl Hypercall {
             3 => Self::Response,
             4 => Self::Abort,
             5 => Self::RestorePoint,
+            6 => Self::Phase,
             _ => return None,
         })
     }
@@ -241,6 +245,24 @@ pub struct AbortMailbox {
 /// Longest abort message.
 pub const ABORT_MESSAGE_MAX: u64 = 0x1000 - 16;
 
+/// Phases the runtime reports with [`Hypercall::Phase`].
+pub mod phase {
+    /// The language runtime is up (e.g. CPython initialised, bootstrap running).
+    pub const RUNTIME_READY: u32 = 1;
+    /// The function's module was imported (function init done).
+    pub const FUNCTION_READY: u32 = 2;
+}
+
+/// Mailbox of [`Hypercall::Phase`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseMailbox {
+    /// A [`phase`] constant.
+    pub phase: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
 /// Mailbox of [`Hypercall::RestorePoint`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -355,7 +377,7 @@ mod tests {
 
     #[test]
     fn test_hypercall_numbers_round_trip() {
-        for h in [Hypercall::Log, Hypercall::Next, Hypercall::Response, Hypercall::Abort, Hypercall::RestorePoint] {
+        for h in [Hypercall::Log, Hypercall::Next, Hypercall::Response, Hypercall::Abort, Hypercall::RestorePoint, Hypercall::Phase] {
             assert_eq!(Hypercall::from_u32(h as u32), Some(h));
         }
         assert_eq!(Hypercall::from_u32(0), None);
@@ -366,7 +388,7 @@ mod tests {
     fn test_layout_is_ordered_and_aligned() {
         use layout::*;
         assert!(ELF_END <= BOOT_INFO);
-        assert!(MAILBOXES + 6 * 0x1000 <= LOG);
+        assert!(MAILBOXES + 7 * 0x1000 <= LOG);
         assert!(LOG + LOG_SIZE <= REQUEST);
         assert!(REQUEST + REQUEST_SIZE <= RESPONSE);
         assert!(REQUEST_SIZE - REQUEST_PAYLOAD_OFFSET >= MAX_PAYLOAD);

@@ -28,6 +28,7 @@ fn config() -> Config {
     c.memory_reservation_for_growth(0);
     c.memory_init_cow(false);
     c.max_wasm_stack(MAX_WASM_STACK);
+    c.async_stack_size(MAX_WASM_STACK + (1 << 20));
     c.with_custom_code_memory(Some(Arc::new(GuestCodeMemory)));
     // SAFETY: the guest's Rust code is built soft-float, but it never calls or is
     // called by compiled wasm code with float arguments: the module is compiled with

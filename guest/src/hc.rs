@@ -2,7 +2,7 @@
 //! mailbox page. The `out` is a full exit to the VMM (~28 us here), so callers batch.
 use thaw_abi::{
     layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, ResponseKind, ResponseMailbox,
-    RestoreMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT,
+    RestoreMailbox, PhaseMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT,
 };
 
 /// Traps into the VMM with call `nr`; returns when the VMM resumes the vCPU.
@@ -67,6 +67,12 @@ pub fn restore_point(log_len: u64) -> (bool, Clock, [u8; 32]) {
     call(Hypercall::RestorePoint);
     let m: RestoreMailbox = get(Hypercall::RestorePoint);
     (m.restored != 0, m.clock, m.seed)
+}
+
+/// Reports that the runtime reached `phase` (a `thaw_abi::phase` id).
+pub fn phase(phase: u32) {
+    put(Hypercall::Phase, PhaseMailbox { phase, _pad: 0 });
+    call(Hypercall::Phase);
 }
 
 /// Reports a fatal error and never returns (the VMM ends the VM).

@@ -10,6 +10,8 @@
 //! | `/run/thaw/error` | write | a handler error body, sent on close |
 //! | `/run/thaw/init_error` | write | an init error body, sent on close |
 //! | `/run/thaw/restore` | read | snapshot point; reads `{"restored": bool}` after resume |
+//! | `/run/thaw/runtime_ready` | read | reports the phase (host timestamps it); empty |
+//! | `/run/thaw/function_ready` | read | reports the phase; empty |
 //!
 //! WASI preview 1 has no sockets, so these files stand in for the Lambda Runtime
 //! API's HTTP endpoints (same calls, same order, same bodies).
@@ -33,6 +35,7 @@ pub enum Special {
     Error,
     InitError,
     Restore,
+    Phase(u32),
 }
 
 impl Special {
@@ -44,6 +47,8 @@ impl Special {
             "error" => Self::Error,
             "init_error" => Self::InitError,
             "restore" => Self::Restore,
+            "runtime_ready" => Self::Phase(thaw_abi::phase::RUNTIME_READY),
+            "function_ready" => Self::Phase(thaw_abi::phase::FUNCTION_READY),
             _ => return None,
         })
     }
@@ -103,7 +108,7 @@ impl Tree {
     /// Names directly inside directory `dir`, with whether each is a directory.
     pub fn list(&self, dir: &str) -> Vec<(String, bool)> {
         if dir == RUN_DIR {
-            return ["next", "event", "response", "error", "init_error", "restore"]
+            return ["next", "event", "response", "error", "init_error", "restore", "runtime_ready", "function_ready"]
                 .iter()
                 .map(|n| (String::from(*n), false))
                 .collect();

@@ -180,6 +180,7 @@ impl Pod for thaw_abi::NextMailbox {}
 impl Pod for thaw_abi::ResponseMailbox {}
 impl Pod for thaw_abi::AbortMailbox {}
 impl Pod for thaw_abi::RestoreMailbox {}
+impl Pod for thaw_abi::PhaseMailbox {}
 
 #[cfg(test)]
 mod tests {

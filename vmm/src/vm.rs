@@ -16,7 +16,7 @@ use crate::memory::{Backing, GuestRam};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use thaw_abi::{
     layout, AbortMailbox, BootInfo, Clock, Hypercall, LogMailbox, NextMailbox, ResponseKind, ResponseMailbox,
-    RestoreMailbox, HYPERCALL_PORT, MAX_PAYLOAD,
+    RestoreMailbox, PhaseMailbox, HYPERCALL_PORT, MAX_PAYLOAD,
 };
 
 /// Most log bytes kept per VM between `take_log` calls (older bytes are dropped).
@@ -73,6 +73,8 @@ pub struct Vm {
     avx: bool,
     /// Guest TSC minus host TSC.
     tsc_offset: i64,
+    /// Phases the guest reported, with host timestamps.
+    phases: Vec<(u32, std::time::Instant)>,
 }
 
 fn kvm_err(f: fn(std::io::Error) -> VmError) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -119,7 +121,7 @@ impl Vm {
         vcpu.set_cpuid2(&cpuid)
             .map_err(|e| VmError::SetupVcpu { step: "set cpuid", source: std::io::Error::from_raw_os_error(e.errno()) })?;
         let tsc_khz = vcpu.get_tsc_khz().map(u64::from).unwrap_or_else(|_| measure_tsc_khz());
-        Ok(Self { vm, vcpu, ram, kicker: Kicker::default(), log: Vec::new(), pending: None, dead: false, tsc_khz, avx, tsc_offset: 0 })
+        Ok(Self { vm, vcpu, ram, kicker: Kicker::default(), log: Vec::new(), pending: None, dead: false, tsc_khz, avx, tsc_offset: 0, phases: Vec::new() })
     }
 
     /// Guest RAM.
@@ -182,6 +184,11 @@ impl Vm {
         info.tsc_khz = self.tsc_khz;
         info.clock = self.clock_now();
         self.ram.write_obj(layout::BOOT_INFO, &info)
+    }
+
+    /// Takes the phases reported since the last call (`thaw_abi::phase` ids).
+    pub fn take_phases(&mut self) -> Vec<(u32, std::time::Instant)> {
+        std::mem::take(&mut self.phases)
     }
 
     /// Takes the guest log collected since the last call.
@@ -322,6 +329,13 @@ impl Vm {
                 let too_large = m.truncated != 0 || m.len > MAX_PAYLOAD;
                 let body = if too_large { Vec::new() } else { self.ram.read_vec(layout::RESPONSE, m.len)? };
                 Ok(Some(GuestEvent::Response(Response { kind, body, too_large })))
+            }
+            Hypercall::Phase => {
+                let m: PhaseMailbox = self.ram.read_obj(mb)?;
+                if self.phases.len() < 64 {
+                    self.phases.push((m.phase, std::time::Instant::now()));
+                }
+                Ok(None)
             }
             Hypercall::Abort => {
                 let m: AbortMailbox = self.ram.read_obj(mb)?;

@@ -1,0 +1,6 @@
+"""import_error: fails at init (a missing dependency)."""
+import module_that_does_not_exist  # noqa: F401
+
+
+def handler(event, context):
+    return "unreachable"

@@ -1,0 +1,237 @@
+//! 2 MiB backing memory for guest RAM: a hugetlbfs memfd ([`HugeMemfd`], the fast path:
+//! userfaultfd installs whole 2 MiB pages) and anonymous THP memory ([`ThpRegion`], the
+//! fallback when no huge pages are reserved).
+//!
+//! Note: UFFDIO_COPY into anonymous memory always installs 4 KiB PTEs, so a THP region only
+//! gets huge pages when it is filled without userfaultfd (eager copy) or later by khugepaged.
+
+use crate::HostAddr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Size of a huge page.
+pub const HUGE_PAGE_SIZE: usize = 2 << 20;
+
+/// Why huge-page memory could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HugeError {
+    /// Not enough free 2 MiB pages in the hugetlb pool.
+    #[error("need {needed} free 2 MiB huge pages but {free} are free (reserve them: echo N > /proc/sys/vm/nr_hugepages)")]
+    NoHugePages {
+        /// Pages the request needs.
+        needed: usize,
+        /// Pages free and unreserved.
+        free: usize,
+    },
+    /// The length is zero or not a multiple of 2 MiB.
+    #[error("length {0:#x} is not a positive multiple of 2 MiB")]
+    CheckLength(usize),
+    /// memfd_create(2) failed.
+    #[error("memfd_create failed")]
+    CreateMemfd(#[source] io::Error),
+    /// ftruncate(2) failed.
+    #[error("ftruncate of the memfd failed")]
+    Truncate(#[source] io::Error),
+    /// mmap(2) failed.
+    #[error("mmap of {len:#x} bytes failed")]
+    Map {
+        /// Requested length.
+        len: usize,
+        /// The syscall error.
+        #[source]
+        source: io::Error,
+    },
+    /// madvise(MADV_HUGEPAGE) failed.
+    #[error("madvise(MADV_HUGEPAGE) failed")]
+    Madvise(#[source] io::Error),
+}
+
+/// Free, unreserved 2 MiB pages in the hugetlb pool (HugePages_Free - HugePages_Rsvd).
+pub fn free_huge_pages() -> usize {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| -> usize {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    field("HugePages_Free:").saturating_sub(field("HugePages_Rsvd:"))
+}
+
+/// memfd_create(2) with `flags`, then ftruncate to `len`.
+pub(crate) fn memfd(name: &std::ffi::CStr, len: usize, flags: u32) -> Result<OwnedFd, HugeError> {
+    // SAFETY: `name` is a valid NUL-terminated string; the result is checked before use.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags | libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(HugeError::CreateMemfd(io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ftruncate on a descriptor we own; no pointers.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+        return Err(HugeError::Truncate(io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+/// mmap(2) `len` bytes of `fd` (or anonymous memory when `fd` is -1) read-write.
+pub(crate) fn map(len: usize, flags: i32, fd: i32) -> Result<HostAddr, HugeError> {
+    // SAFETY: a new mapping at an address the kernel chooses; it overlaps nothing we own.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(HugeError::Map {
+            len,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(HostAddr(p as usize))
+}
+
+/// Guest RAM on a hugetlbfs memfd mapped `MAP_SHARED` (the memfd is private to this process;
+/// the pages are freed when the mapping and the descriptor are gone).
+#[derive(Debug)]
+pub struct HugeMemfd {
+    fd: OwnedFd,
+    addr: HostAddr,
+    len: usize,
+}
+
+impl HugeMemfd {
+    /// Create and map `len` bytes (a multiple of 2 MiB) of hugetlb memory, unpopulated.
+    pub fn create(len: usize) -> Result<HugeMemfd, HugeError> {
+        if len == 0 || !len.is_multiple_of(HUGE_PAGE_SIZE) {
+            return Err(HugeError::CheckLength(len));
+        }
+        let needed = len / HUGE_PAGE_SIZE;
+        let free = free_huge_pages();
+        if free < needed {
+            return Err(HugeError::NoHugePages { needed, free });
+        }
+        let fd = memfd(
+            c"thaw-guest-ram",
+            len,
+            libc::MFD_HUGETLB | libc::MFD_HUGE_2MB,
+        )?;
+        let addr = map(len, libc::MAP_SHARED, fd.as_raw_fd())?;
+        Ok(HugeMemfd { fd, addr, len })
+    }
+
+    /// Start of the mapping.
+    pub fn addr(&self) -> HostAddr {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: create rejects zero).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The memfd (for a KVM memslot that wants an fd, or to map it again).
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl Drop for HugeMemfd {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping this value created; no references into it outlive
+        // the value (the pager's handle must be dropped first, see Pager::start).
+        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
+    }
+}
+
+/// Anonymous memory aligned to 2 MiB with MADV_HUGEPAGE (transparent huge pages).
+#[derive(Debug)]
+pub struct ThpRegion {
+    addr: HostAddr,
+    len: usize,
+}
+
+impl ThpRegion {
+    /// Map `len` bytes (a multiple of 2 MiB), 2 MiB aligned, advised for THP.
+    pub fn create(len: usize) -> Result<ThpRegion, HugeError> {
+        if len == 0 || !len.is_multiple_of(HUGE_PAGE_SIZE) {
+            return Err(HugeError::CheckLength(len));
+        }
+        let raw = map(
+            len + HUGE_PAGE_SIZE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+        )?;
+        let start = raw.0.next_multiple_of(HUGE_PAGE_SIZE);
+        let (head, tail) = (start - raw.0, HUGE_PAGE_SIZE - (start - raw.0));
+        // SAFETY: trims the unaligned head and tail of the mapping created just above.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw.as_ptr(), head);
+            }
+            libc::munmap(HostAddr(start + len).as_ptr(), tail);
+        }
+        let region = ThpRegion {
+            addr: HostAddr(start),
+            len,
+        };
+        // SAFETY: advice on the mapping this function owns.
+        if unsafe { libc::madvise(region.addr.as_ptr(), len, libc::MADV_HUGEPAGE) } != 0 {
+            return Err(HugeError::Madvise(io::Error::last_os_error()));
+        }
+        Ok(region)
+    }
+
+    /// Start of the mapping (2 MiB aligned).
+    pub fn addr(&self) -> HostAddr {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: create rejects zero).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for ThpRegion {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the aligned mapping this value owns.
+        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_thp_region_is_2mib_aligned() {
+        let r = ThpRegion::create(4 * HUGE_PAGE_SIZE).unwrap();
+        assert_eq!(r.addr().0 % HUGE_PAGE_SIZE, 0);
+        // SAFETY: the region is a live, private, writable mapping of r.len() bytes.
+        unsafe { std::ptr::write_bytes(r.addr().0 as *mut u8, 7, r.len()) };
+    }
+
+    #[test]
+    fn test_huge_memfd_reports_missing_pages_clearly() {
+        let too_many = (free_huge_pages() + 1) * HUGE_PAGE_SIZE;
+        let err = HugeMemfd::create(too_many).unwrap_err();
+        assert!(matches!(err, HugeError::NoHugePages { .. }), "{err}");
+        assert!(err.to_string().contains("nr_hugepages"));
+    }
+}

@@ -1,0 +1,400 @@
+//! The pager's public face: [`Pager::start`] sets up one userfaultfd and one handler thread for
+//! one VM's guest RAM and returns a [`PagerHandle`] (stats, error, working set, prefetch, stop).
+//!
+//! Failure policy (a chunk the source cannot produce): the handler records the first error
+//! (`handle.error()`), makes the failing block `PROT_NONE` with mprotect and wakes the waiters,
+//! then calls `on_fatal`. The faulting access is retried by the kernel and fails at once: a
+//! user-mode access gets SIGSEGV, a kernel-mode access (KVM's guest-memory access, read(2),
+//! write(2)) gets EFAULT, so KVM_RUN returns EFAULT and the VMM ends the VM. Nothing hangs.
+
+pub use crate::error::PagerError;
+use crate::handler::{self, Core};
+use crate::prefetch::{self, Prefetcher};
+use crate::source::PageSource;
+use crate::stats::StatsSnapshot;
+use crate::{Backing, GuestRegion};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use userfaultfd::{FeatureFlags, RegisterMode, UffdBuilder};
+
+/// Called once, from the handler thread, when the pager cannot serve a fault.
+pub type FatalCallback = Arc<dyn Fn(&PagerError) + Send + Sync>;
+
+/// Options for [`Pager::start`].
+#[derive(Clone, Default)]
+pub struct PagerOptions {
+    /// Record the chunk indices faults touch, in order, deduplicated.
+    pub record: bool,
+    /// Decompressed blocks the handler keeps (0 means the default, 4).
+    pub cache_blocks: usize,
+    /// Called when a fault cannot be served (the VMM stops the vCPU).
+    pub on_fatal: Option<FatalCallback>,
+}
+
+impl std::fmt::Debug for PagerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagerOptions")
+            .field("record", &self.record)
+            .field("cache_blocks", &self.cache_blocks)
+            .field("on_fatal", &self.on_fatal.is_some())
+            .finish()
+    }
+}
+
+/// Entry point; see [`Pager::start`].
+#[derive(Debug)]
+pub struct Pager;
+
+/// A running pager for one VM. Dropping it stops and joins its threads and closes the uffd
+/// (drop it only after the vCPUs stopped: afterwards untouched pages read as zero).
+pub struct PagerHandle {
+    core: Arc<Core>,
+    stop: Arc<OwnedFd>,
+    handler: Option<JoinHandle<()>>,
+    prefetcher: parking_lot::Mutex<Option<Prefetcher>>,
+}
+
+impl std::fmt::Debug for PagerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagerHandle")
+            .field("region", &self.core.region)
+            .finish()
+    }
+}
+
+impl Pager {
+    /// Register `region` with a new userfaultfd and start its handler thread.
+    ///
+    /// # Safety
+    /// - `region` is a live mapping of `region.len` bytes of the kind `region.backing` says,
+    ///   aligned to its page size, that stays mapped until the handle is dropped;
+    /// - its pages are not yet populated (anything present is never overwritten), and the
+    ///   caller hands their contents to the pager: no Rust reference into the range is held
+    ///   while the pager fills it, and the pager may mprotect a block it cannot serve.
+    pub unsafe fn start(
+        region: GuestRegion,
+        source: Arc<dyn PageSource>,
+        opts: PagerOptions,
+    ) -> Result<PagerHandle, PagerError> {
+        let mut features = FeatureFlags::empty();
+        let mut mode = RegisterMode::MISSING;
+        if let Backing::SharedMemfd(image) = &region.backing {
+            features |= if image.is_hugetlb() {
+                FeatureFlags::from_bits_retain(libc_uffd::MINOR_HUGETLBFS)
+            } else {
+                FeatureFlags::from_bits_retain(libc_uffd::MINOR_SHMEM)
+            };
+            mode |= RegisterMode::MINOR;
+        }
+        let uffd = UffdBuilder::new()
+            .close_on_exec(true)
+            .non_blocking(true)
+            .user_mode_only(false)
+            .require_features(features)
+            .create()
+            .map_err(|e| PagerError::CreateUffd(Arc::new(e)))?;
+        let core = Arc::new(Core::new(uffd, region, source, &opts)?);
+        let r = &core.region;
+        core.uffd
+            .register_with_mode(r.host_addr.as_ptr(), r.len, mode)
+            .map_err(|e| PagerError::RegisterUffd {
+                addr: r.host_addr.0,
+                len: r.len,
+                source: Arc::new(e),
+            })?;
+        // SAFETY: eventfd(2) takes no pointers; the result is checked before use.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(PagerError::CreateEventfd(Arc::new(
+                io::Error::last_os_error(),
+            )));
+        }
+        // SAFETY: `efd` is a fresh descriptor this function owns and nothing else closes.
+        let stop = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+        let (c, s) = (core.clone(), stop.clone());
+        let handler = std::thread::Builder::new()
+            .name("thaw-pager".into())
+            .spawn(move || handler::run(&c, s.as_raw_fd(), opts.cache_blocks))
+            .map_err(|e| PagerError::SpawnThread(Arc::new(e)))?;
+        Ok(PagerHandle {
+            core,
+            stop,
+            handler: Some(handler),
+            prefetcher: parking_lot::Mutex::new(None),
+        })
+    }
+}
+
+/// UFFD feature bits the userfaultfd 0.9 crate does not name.
+mod libc_uffd {
+    pub const MINOR_HUGETLBFS: u64 = 1 << 9;
+    pub const MINOR_SHMEM: u64 = 1 << 10;
+}
+
+impl PagerHandle {
+    /// Bytes one fault installs: max(chunk size, backing page size).
+    pub fn block_size(&self) -> usize {
+        self.core.block
+    }
+
+    /// Current statistics.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.core.stats.snapshot()
+    }
+
+    /// The first fatal error, if a fault could not be served.
+    pub fn error(&self) -> Option<PagerError> {
+        self.core.error.lock().clone()
+    }
+
+    /// The last error an asynchronous prefetch hit (the guest may never touch that chunk; a
+    /// fault on it goes through the fatal path).
+    pub fn prefetch_error(&self) -> Option<PagerError> {
+        self.core.prefetch_error.lock().clone()
+    }
+
+    /// Chunk indices faults touched so far, in first-touch order, without duplicates; clears
+    /// the list (recording continues). Empty unless `opts.record` was set.
+    pub fn take_working_set(&self) -> Vec<u32> {
+        self.core.take_working_set()
+    }
+
+    /// Install the chunks `indices` (in order, contiguous runs batched) from a background
+    /// thread while the guest runs. Returns at once; faults keep priority in the handler.
+    pub fn prefetch(&self, indices: &[u32]) -> Result<(), PagerError> {
+        let mut p = self.prefetcher.lock();
+        if p.is_none() {
+            *p = Some(Prefetcher::spawn(self.core.clone())?);
+        }
+        if let Some(p) = p.as_ref() {
+            p.submit(indices.to_vec())
+        }
+        Ok(())
+    }
+
+    /// Install the chunks `indices` now, on the calling thread (before resuming the vCPU).
+    pub fn prefetch_blocking(&self, indices: &[u32]) -> Result<(), PagerError> {
+        prefetch::install_chunks(&self.core, indices, None)
+    }
+
+    /// Stop and join the threads, then return the final statistics (every fault served so far
+    /// is counted; `stats()` may lag the last fault by the few instructions after its wake).
+    pub fn finish(mut self) -> StatsSnapshot {
+        self.shutdown();
+        self.core.stats.snapshot()
+    }
+
+    fn shutdown(&mut self) {
+        // Order: the prefetcher first (it may install while the handler serves), then the
+        // handler; the uffd closes when the last Arc<Core> drops, after both joined.
+        if let Some(p) = self.prefetcher.lock().take() {
+            p.stop();
+        }
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to the eventfd this handle owns.
+        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if let Some(h) = self.handler.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Wait until every prefetch submitted so far has been processed.
+    pub fn wait_prefetch(&self) {
+        if let Some(p) = self.prefetcher.lock().as_ref() {
+            p.wait_idle();
+        }
+    }
+}
+
+impl Drop for PagerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use crate::{HugeMemfd, VecSource, HUGE_PAGE_SIZE};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn test_lazy_fill_random_access_reads_back_source() {
+        let len = 4 << 20;
+        let map = AnonMap::new(len);
+        let src = Arc::new(VecSource::patterned(len, 4096, &[3, 100, 1000]));
+        let h = start(&map, src.clone(), PagerOptions::default());
+        let base = map.addr.0;
+        let s = src.clone();
+        with_timeout(30, move || {
+            for (n, page) in shuffle(len / 4096, 7).into_iter().enumerate() {
+                let addr = base + page * 4096;
+                if n % 2 == 0 {
+                    assert_eq!(
+                        kernel_read(addr, 4096).unwrap(),
+                        &s.bytes()[page * 4096..][..4096]
+                    );
+                } else {
+                    assert_eq!(user_read(addr + 17), s.bytes()[page * 4096 + 17]);
+                }
+            }
+            assert_eq!(kernel_read(base, len).unwrap(), s.bytes());
+        });
+        let err = h.error();
+        let st = h.finish();
+        assert_eq!(st.faults, (len / 4096) as u64);
+        assert_eq!(st.zero_installs, 3);
+        assert_eq!(st.bytes_installed, len as u64);
+        assert!(err.is_none());
+    }
+
+    #[test]
+    fn test_one_fault_installs_the_whole_chunk_and_zero_chunks() {
+        let len = 8 << 20;
+        let map = AnonMap::new(len);
+        let src = Arc::new(VecSource::patterned(len, 64 << 10, &[1]));
+        let h = start(&map, src.clone(), PagerOptions::default());
+        let base = map.addr.0;
+        let s = src.clone();
+        with_timeout(30, move || {
+            for off in (0..(256 << 10)).step_by(4096) {
+                assert_eq!(user_read(base + off), s.bytes()[off]);
+            }
+            kernel_write(base + (2 << 20) + 5, b"hello").unwrap();
+            assert_eq!(&kernel_read(base + (2 << 20), 8).unwrap()[5..8], b"hel");
+        });
+        let st = h.finish();
+        assert_eq!(st.faults, 5, "4 chunks read + 1 written: {st:?}");
+        assert_eq!(st.zero_installs, 1);
+        assert_eq!(st.bytes_installed, 5 * (64 << 10));
+    }
+
+    #[test]
+    fn test_recording_keeps_first_touch_order_without_duplicates() {
+        let map = AnonMap::new(1 << 20);
+        let src = Arc::new(VecSource::patterned(1 << 20, 4096, &[]));
+        let h = start(
+            &map,
+            src,
+            PagerOptions {
+                record: true,
+                ..Default::default()
+            },
+        );
+        let base = map.addr.0;
+        with_timeout(30, move || {
+            for page in [5, 2, 9, 2, 7, 5] {
+                user_read(base + page * 4096 + 1);
+            }
+        });
+        assert_eq!(h.take_working_set(), vec![5, 2, 9, 7]);
+        assert!(h.take_working_set().is_empty());
+    }
+
+    #[test]
+    fn test_source_failure_fails_faulting_threads_without_hanging() {
+        let len = 1 << 20;
+        let map = AnonMap::new(len);
+        let src = Arc::new(FailingSource {
+            inner: VecSource::patterned(len, 64 << 10, &[]),
+            bad: vec![3],
+        });
+        let fatal = Arc::new(AtomicUsize::new(0));
+        let f = fatal.clone();
+        let on_fatal: FatalCallback = Arc::new(move |_| {
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        let h = start(
+            &map,
+            src.clone(),
+            PagerOptions {
+                on_fatal: Some(on_fatal),
+                ..Default::default()
+            },
+        );
+        let bad = map.addr.0 + 3 * (64 << 10);
+        let threads: Vec<_> = (0..2)
+            .map(|i| std::thread::spawn(move || kernel_read(bad + i * 8192, 16)))
+            .collect();
+        let results = with_timeout(10, move || {
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        for r in results {
+            assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EFAULT));
+        }
+        let err = h.error().expect("the error is recorded");
+        assert_eq!(err.chunk(), Some(3));
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains("chunk 3"), "{chain}");
+        assert_eq!(fatal.load(Ordering::SeqCst), 1);
+        // Other chunks are still served.
+        let good = map.addr.0;
+        assert_eq!(
+            with_timeout(10, move || kernel_read(good, 4).unwrap()),
+            src.inner.bytes()[..4]
+        );
+    }
+
+    #[test]
+    fn test_drop_stops_and_joins_the_handler_thread() {
+        let map = AnonMap::new(1 << 20);
+        let h = start(
+            &map,
+            Arc::new(VecSource::patterned(1 << 20, 4096, &[])),
+            PagerOptions::default(),
+        );
+        h.prefetch(&[1, 2, 3]).unwrap();
+        let core = Arc::downgrade(&h.core);
+        assert!(
+            Arc::strong_count(&h.core) >= 3,
+            "handler and prefetch threads hold the core"
+        );
+        with_timeout(10, move || drop(h));
+        // Both threads were joined and the uffd closed: nothing holds the core any more.
+        assert!(core.upgrade().is_none());
+    }
+
+    #[test]
+    fn test_hugetlb_backing_installs_2mib_pages() {
+        let len = 8 << 20;
+        let mem = match HugeMemfd::create(len) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("SKIPPED test_hugetlb_backing_installs_2mib_pages: {e}");
+                return;
+            }
+        };
+        let src = Arc::new(VecSource::patterned(
+            len,
+            4096,
+            &(512..1024).collect::<Vec<_>>(),
+        ));
+        let region = GuestRegion {
+            host_addr: mem.addr(),
+            len,
+            backing: Backing::Hugetlb,
+        };
+        // SAFETY: a fresh hugetlb mapping that outlives the handle, accessed by raw address only.
+        let h = unsafe { Pager::start(region, src.clone(), PagerOptions::default()) }.unwrap();
+        assert_eq!(h.block_size(), HUGE_PAGE_SIZE);
+        let (base, s) = (mem.addr().0, src.clone());
+        with_timeout(30, move || {
+            assert_eq!(
+                user_read(base + 3 * HUGE_PAGE_SIZE + 5),
+                s.bytes()[3 * HUGE_PAGE_SIZE + 5]
+            );
+            assert_eq!(kernel_read(base, len).unwrap(), s.bytes());
+        });
+        let st = h.finish();
+        assert_eq!(
+            (st.faults, st.zero_installs, st.bytes_installed),
+            (4, 1, len as u64)
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! Bulk prefetch of a recorded working set: on the caller's thread (`prefetch_blocking`, before
+//! the vCPU resumes) or on a per-VM background thread (`prefetch`, while the guest runs).
+//!
+//! 1. Map chunk indices to install blocks, keep first-seen order, drop blocks already
+//!    installed (a hint; the kernel's EEXIST is the truth).
+//! 2. Cut the list into runs of consecutive blocks, at most `MAX_RUN` bytes each.
+//! 3. Read and decompress a run's blocks into one buffer; an all-zero block ends the data run
+//!    and is installed on its own (ZEROPAGE or a zero copy).
+//! 4. Install each data run with one UFFDIO_COPY (shared mode: fill + CONTINUE per block).
+//!    Faults racing with it either find the pages present or make the copy skip them (EEXIST).
+
+use crate::handler::{BlockData, Core};
+use crate::install;
+use crate::pager::PagerError;
+use crate::Backing;
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Largest single UFFDIO_COPY a prefetch issues.
+const MAX_RUN: usize = 16 << 20;
+
+/// Install the blocks holding `indices`; stop early when `stop` is set.
+pub(crate) fn install_chunks(
+    core: &Core,
+    indices: &[u32],
+    stop: Option<&AtomicBool>,
+) -> Result<(), PagerError> {
+    // Step 1.
+    let per = core.block / core.chunk;
+    let mut seen = vec![false; core.blocks()];
+    let mut blocks = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let b = i as usize / per;
+        if b < seen.len() && !seen[b] && !core.is_installed(b) {
+            seen[b] = true;
+            blocks.push(b);
+        }
+    }
+    // Step 2.
+    let max_blocks = (MAX_RUN / core.block).max(1);
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for b in blocks {
+        match runs.last_mut() {
+            Some((first, n)) if *first + *n == b && *n < max_blocks => *n += 1,
+            _ => runs.push((b, 1)),
+        }
+    }
+    let mut buf = Vec::new();
+    for (first, n) in runs {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
+        if matches!(core.region.backing, Backing::SharedMemfd(_)) {
+            for b in first..first + n {
+                core.install_block(b, BlockData::Lazy, true)?;
+            }
+            continue;
+        }
+        install_run(core, first, n, &mut buf)?;
+    }
+    Ok(())
+}
+
+/// Steps 3 and 4 for one run of private (anonymous or hugetlb) blocks.
+fn install_run(core: &Core, first: usize, n: usize, buf: &mut Vec<u8>) -> Result<(), PagerError> {
+    buf.resize(n * core.block, 0);
+    let mut start = first; // first block of the pending data run
+    let flush =
+        |start: usize, end: usize, buf: &[u8]| -> Result<(), PagerError> {
+            if end == start {
+                return Ok(());
+            }
+            let bytes = &buf[(start - first) * core.block..(end - first) * core.block];
+            let done = install::copy(&core.uffd, core.block_addr(start), bytes, core.page)
+                .map_err(|e| PagerError::InstallChunk {
+                    block: start,
+                    source: Arc::new(e),
+                })?;
+            core.stats.eexist(done.eexist);
+            core.stats
+                .add_prefetch_blocks(done.bytes.div_ceil(core.block), done.bytes);
+            core.mark_installed(start, end - start);
+            Ok(())
+        };
+    for b in first..first + n {
+        let at = (b - first) * core.block;
+        let data = core.read_block(b, &mut buf[at..at + core.block])?;
+        if !data {
+            flush(start, b, buf)?;
+            core.install_block(b, BlockData::Zero, true)?;
+            start = b + 1;
+        }
+    }
+    flush(start, first + n, buf)
+}
+
+/// A per-VM background prefetch thread fed through a channel.
+pub(crate) struct Prefetcher {
+    tx: Option<Sender<Vec<u32>>>,
+    stop: Arc<AtomicBool>,
+    pending: Arc<(Mutex<usize>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    pub fn spawn(core: Arc<Core>) -> Result<Prefetcher, PagerError> {
+        let (tx, rx) = channel::<Vec<u32>>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let (s, p) = (stop.clone(), pending.clone());
+        let thread = std::thread::Builder::new()
+            .name("thaw-prefetch".into())
+            .spawn(move || {
+                for batch in rx {
+                    if let Err(e) = install_chunks(&core, &batch, Some(&s)) {
+                        *core.prefetch_error.lock() = Some(e);
+                    }
+                    let mut n = p.0.lock();
+                    *n -= 1;
+                    p.1.notify_all();
+                }
+            })
+            .map_err(|e| PagerError::SpawnThread(Arc::new(e)))?;
+        Ok(Prefetcher {
+            tx: Some(tx),
+            stop,
+            pending,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn submit(&self, batch: Vec<u32>) {
+        *self.pending.0.lock() += 1;
+        if let Some(tx) = &self.tx {
+            if tx.send(batch).is_err() {
+                *self.pending.0.lock() -= 1;
+            }
+        }
+    }
+
+    pub fn wait_idle(&self) {
+        let mut n = self.pending.0.lock();
+        while *n > 0 {
+            self.pending.1.wait(&mut n);
+        }
+    }
+
+    /// Abandon queued work, finish the current run, and join the thread.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::*;
+    use crate::{PagerOptions, VecSource};
+    use std::sync::Arc;
+
+    #[test]
+    fn test_prefetch_blocking_then_no_faults() {
+        let len = 4 << 20;
+        let map = AnonMap::new(len);
+        let src = Arc::new(VecSource::patterned(len, 4096, &[10, 11, 500]));
+        let h = start(&map, src.clone(), PagerOptions::default());
+        let all: Vec<u32> = (0..(len / 4096) as u32)
+            .rev()
+            .chain(0..(len / 4096) as u32)
+            .collect();
+        h.prefetch_blocking(&all).unwrap();
+        let base = map.addr.0;
+        let s = src.clone();
+        with_timeout(30, move || {
+            assert_eq!(kernel_read(base, len).unwrap(), s.bytes())
+        });
+        let st = h.stats();
+        assert_eq!(st.faults, 0, "{st:?}");
+        assert_eq!(st.bytes_installed, len as u64);
+        assert_eq!(st.prefetch_blocks, (len / 4096) as u64);
+        assert_eq!(st.zero_installs, 3);
+    }
+
+    #[test]
+    fn test_prefetch_races_with_faults_and_installs_each_page_once() {
+        let len = 16 << 20;
+        let map = AnonMap::new(len);
+        let src = Arc::new(VecSource::patterned(len, 4096, &[7]));
+        let h = start(&map, src.clone(), PagerOptions::default());
+        let pages = len / 4096;
+        h.prefetch(&(0..pages as u32).collect::<Vec<_>>()).unwrap();
+        let base = map.addr.0;
+        let readers: Vec<_> = (0..2u64)
+            .map(|seed| {
+                let s = src.clone();
+                std::thread::spawn(move || {
+                    for p in shuffle(pages, seed + 3).into_iter().take(pages / 2) {
+                        assert_eq!(user_read(base + p * 4096 + 9), s.bytes()[p * 4096 + 9]);
+                    }
+                })
+            })
+            .collect();
+        with_timeout(60, move || {
+            readers.into_iter().for_each(|r| r.join().unwrap())
+        });
+        h.wait_prefetch();
+        let s = src.clone();
+        with_timeout(30, move || {
+            assert_eq!(kernel_read(base, len).unwrap(), s.bytes())
+        });
+        assert!(h.prefetch_error().is_none() && h.error().is_none());
+        let st = h.finish();
+        assert_eq!(
+            st.bytes_installed, len as u64,
+            "every page installed exactly once: {st:?}"
+        );
+        eprintln!(
+            "race: faults {} prefetch blocks {} eexist {}",
+            st.faults, st.prefetch_blocks, st.eexist_races
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Memory accounting of one mapping from /proc/self/smaps: RSS, PSS and the hugetlb fields
+//! (hugetlb pages are not counted in Rss/Pss), to measure what an idle clone costs.
+
+use crate::HostAddr;
+use std::io;
+
+/// Why the accounting could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SmapsError {
+    /// Reading /proc/self/smaps failed.
+    #[error("cannot read /proc/self/smaps")]
+    ReadSmaps(#[source] io::Error),
+    /// No mapping overlaps the range.
+    #[error("no mapping overlaps {0:#x}")]
+    FindMapping(usize),
+}
+
+/// Sums over the mappings that overlap a range, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MappingMemory {
+    /// Resident small/THP pages.
+    pub rss_kib: u64,
+    /// Proportional set size (shared pages divided by their mappers).
+    pub pss_kib: u64,
+    /// Resident pages shared with another mapping or process.
+    pub shared_kib: u64,
+    /// Resident pages only this mapping uses.
+    pub private_kib: u64,
+    /// hugetlb pages shared with another mapping.
+    pub shared_hugetlb_kib: u64,
+    /// hugetlb pages only this mapping uses.
+    pub private_hugetlb_kib: u64,
+}
+
+impl MappingMemory {
+    /// Memory this mapping holds alone: private small pages plus private huge pages.
+    pub fn private_total_kib(&self) -> u64 {
+        self.private_kib + self.private_hugetlb_kib
+    }
+}
+
+/// Account the VMAs of this process that overlap `[addr, addr + len)`.
+pub fn mapping_memory(addr: HostAddr, len: usize) -> Result<MappingMemory, SmapsError> {
+    let text = std::fs::read_to_string("/proc/self/smaps").map_err(SmapsError::ReadSmaps)?;
+    let mut m = MappingMemory::default();
+    let mut inside = false;
+    let mut found = false;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if let Some((lo, hi)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap_or(0),
+                usize::from_str_radix(hi, 16).unwrap_or(0),
+            );
+            inside = lo < addr.0 + len && hi > addr.0;
+            found |= inside;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let kib: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        match first {
+            "Rss:" => m.rss_kib += kib,
+            "Pss:" => m.pss_kib += kib,
+            "Shared_Clean:" | "Shared_Dirty:" => m.shared_kib += kib,
+            "Private_Clean:" | "Private_Dirty:" => m.private_kib += kib,
+            "Shared_Hugetlb:" => m.shared_hugetlb_kib += kib,
+            "Private_Hugetlb:" => m.private_hugetlb_kib += kib,
+            _ => {}
+        }
+    }
+    if found {
+        Ok(m)
+    } else {
+        Err(SmapsError::FindMapping(addr.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_mapping_memory_counts_touched_private_pages() {
+        let len = 64 * 4096;
+        let addr = crate::huge::map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1).unwrap();
+        // SAFETY: a fresh private anonymous mapping of `len` bytes owned by this test.
+        unsafe { std::ptr::write_bytes(addr.0 as *mut u8, 1, len / 2) };
+        let m = mapping_memory(addr, len).unwrap();
+        assert!(m.rss_kib >= 128 && m.private_kib >= 128, "{m:?}");
+        // SAFETY: unmaps the mapping created above.
+        unsafe { libc::munmap(addr.as_ptr(), len) };
+    }
+}

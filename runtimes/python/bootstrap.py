@@ -1,0 +1,142 @@
+"""thaw's Python bootstrap: Lambda's handler contract on top of the /run/thaw files.
+
+Runs inside the microVM under CPython for WASI. WASI preview 1 has no sockets, so
+the guest serves the Lambda Runtime API as files (see guest/src/vfs.rs):
+next invocation -> /run/thaw/next + /run/thaw/event, response -> /run/thaw/response,
+errors -> /run/thaw/error and /run/thaw/init_error, snapshot point ->
+/run/thaw/restore. Handler semantics follow AWS Lambda's Python runtime.
+"""
+import json
+import os
+import sys
+import time
+import traceback
+
+RUN = "/run/thaw/"
+
+
+def _read(name):
+    with open(RUN + name, "rb") as f:
+        return f.read()
+
+
+def _write(name, body):
+    with open(RUN + name, "wb") as f:
+        f.write(body)
+
+
+def _error_body(exc, error_type=None):
+    tb = traceback.extract_tb(exc.__traceback__)
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "requestId": "",
+        "stackTrace": traceback.format_list(tb),
+    }
+
+
+def _log_error(body):
+    sys.stderr.write("[ERROR] %s: %s\n" % (body["errorType"], body["errorMessage"]))
+    for line in body["stackTrace"]:
+        sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+class LambdaContext:
+    """The `context` argument, as in Lambda's Python runtime."""
+
+    def __init__(self, header):
+        self.aws_request_id = header.get("request_id", "")
+        self.invoked_function_arn = header.get("invoked_function_arn", "")
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = header.get("cognito_identity")
+        self.client_context = header.get("client_context")
+        self._deadline_ms = int(header.get("deadline_ms", 0))
+
+    def get_remaining_time_in_millis(self):
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+    def __repr__(self):
+        return "LambdaContext([aws_request_id=%s,function_name=%s,function_version=%s])" % (
+            self.aws_request_id, self.function_name, self.function_version)
+
+
+def _load_handler(spec):
+    """Imports `module.function`; raises (error_type, message) on failure."""
+    module_name, _, func_name = spec.rpartition(".")
+    if not module_name:
+        raise _InitError("Runtime.MalformedHandlerName", "Bad handler '%s': not enough values to unpack (expected 2, got 1)" % spec)
+    import importlib
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+    except ImportError as e:
+        raise _InitError("Runtime.ImportModuleError", "Unable to import module '%s': %s" % (module_name, e))
+    except SyntaxError as e:
+        raise _InitError("Runtime.UserCodeSyntaxError", "Syntax error in module '%s': %s" % (module_name, e))
+    fn = getattr(module, func_name, None)
+    if fn is None:
+        raise _InitError("Runtime.HandlerNotFound", "Handler '%s' missing on module '%s'" % (func_name, module_name))
+    return fn
+
+
+class _InitError(Exception):
+    def __init__(self, error_type, message):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _init():
+    _read("runtime_ready")
+    sys.path.insert(0, os.environ.get("LAMBDA_TASK_ROOT", "/var/task"))
+    try:
+        return _load_handler(os.environ["_HANDLER"])
+    except _InitError as e:
+        body = {"errorMessage": str(e), "errorType": e.error_type, "requestId": "", "stackTrace": []}
+    except Exception as e:  # an exception raised by the module's own init code
+        body = _error_body(e)
+    _log_error(body)
+    _write("init_error", json.dumps(body).encode())
+    return None
+
+
+def _invoke(handler, header, raw):
+    try:
+        event = json.loads(raw) if raw else {}
+    except ValueError as e:
+        return "error", {"errorMessage": "Unable to parse event: %s" % e, "errorType": "Runtime.InvalidEvent", "requestId": "", "stackTrace": []}
+    try:
+        result = handler(event, LambdaContext(header))
+    except Exception as e:
+        body = _error_body(e)
+        _log_error(body)
+        return "error", body
+    try:
+        return "response", json.dumps(result).encode()
+    except (TypeError, ValueError) as e:
+        body = {"errorMessage": "Unable to marshal response: %s" % e, "errorType": "Runtime.MarshalError", "requestId": "", "stackTrace": []}
+        _log_error(body)
+        return "error", body
+
+
+def main():
+    handler = _init()
+    if handler is None:
+        return
+    _read("function_ready")
+    while True:
+        header = json.loads(_read("next"))
+        raw = _read("event")
+        kind, body = _invoke(handler, header, raw)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if kind == "error":
+            body["requestId"] = header.get("request_id", "")
+            body = json.dumps(body).encode()
+        _write(kind, body)
+
+
+main()

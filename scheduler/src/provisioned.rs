@@ -1,0 +1,292 @@
+//! Provisioned concurrency: per function-version configs (Put/Get/Delete), the background restores
+//! that fill a pool to its requested size, and the IN_PROGRESS -> READY | FAILED status.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::factory::{InstanceFactory, RestoreKind};
+use crate::ids::FunctionVersion;
+use crate::pool::{Idle, Pool, ProvState};
+use crate::scheduler::{Inner, Scheduler};
+
+/// Lambda's provisioned-concurrency `Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProvisionedStatus {
+    /// Fewer instances than requested exist and restores are under way.
+    InProgress,
+    /// All requested instances exist.
+    Ready,
+    /// A restore failed; see `status_reason`. Sticky until the next put.
+    Failed,
+}
+
+impl ProvisionedStatus {
+    /// `IN_PROGRESS`, `READY` or `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Ready => "READY",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+/// A provisioned-concurrency config as GetProvisionedConcurrencyConfig reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedConfig {
+    /// `RequestedProvisionedConcurrentExecutions`.
+    pub requested: u32,
+    /// `AllocatedProvisionedConcurrentExecutions`: provisioned instances that exist (idle or busy).
+    pub allocated: u32,
+    /// `AvailableProvisionedConcurrentExecutions`: provisioned instances idle right now.
+    pub available: u32,
+    /// `Status`.
+    pub status: ProvisionedStatus,
+    /// `StatusReason`, set when FAILED.
+    pub status_reason: Option<String>,
+    /// `LastModified`.
+    pub last_modified: SystemTime,
+}
+
+/// A provisioned-concurrency request that cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionedError {
+    /// `$LATEST` cannot have provisioned concurrency.
+    #[error("provisioned concurrency cannot be configured on $LATEST")]
+    Latest,
+    /// The request was 0 (delete the config instead).
+    #[error("provisioned concurrency must be at least 1")]
+    Zero,
+    /// The function's versions together would need more than its reserved concurrency.
+    #[error("provisioned concurrency {requested} exceeds the function's reserved concurrency {reserved}")]
+    ExceedsReserved {
+        /// Provisioned over the function's versions, with this request.
+        requested: u32,
+        /// The function's reserved concurrency.
+        reserved: u32,
+    },
+    /// Unreserved functions' provisioned concurrency would eat the minimum unreserved pool.
+    #[error("provisioned concurrency {requested} exceeds the account's available unreserved concurrency {available}")]
+    ExceedsUnreserved {
+        /// Provisioned over all unreserved functions, with this request.
+        requested: u32,
+        /// The most they may have.
+        available: u32,
+    },
+    /// No config exists for the version.
+    #[error("no provisioned concurrency config for {0}")]
+    NotFound(FunctionVersion),
+}
+
+/// Counts the restores `p` needs as in flight and returns how many to spawn.
+pub(crate) fn take_needed<I>(p: &mut Pool<I>) -> Option<u32> {
+    let n = p.prov_needed();
+    p.prov_restoring += n;
+    (n > 0).then_some(n)
+}
+
+/// Spawns `n` provisioned restores of `key`, already counted in `prov_restoring`.
+pub(crate) fn spawn_provisioners<F: InstanceFactory>(
+    inner: &Arc<Inner<F>>,
+    key: Arc<FunctionVersion>,
+    n: u32,
+) {
+    for _ in 0..n {
+        inner
+            .runtime
+            .spawn(provision_one(Arc::clone(inner), Arc::clone(&key)));
+    }
+}
+
+/// One provisioned restore, counted in `prov_restoring` by whoever spawned it.
+///
+/// 1. Wait for a permit: at most `provision_parallelism` provisioned restores run at once.
+/// 2. Under the lock, check the pool still wants the instance (config not deleted, lowered or
+///    FAILED meanwhile) and charge the memory budget, evicting idle on-demand instances if needed.
+///    No room fails the config.
+/// 3. Restore outside the lock.
+/// 4. Under the lock, add the instance to the idle provisioned list if it is of the current
+///    generation and still wanted, else discard it; a restore error fails the config with its
+///    reason. Refresh the status and spawn more restores if the pool is short again.
+async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<FunctionVersion>) {
+    // 1.
+    let Ok(_permit) = inner.provision_permits.acquire().await else {
+        return;
+    };
+    // 2.
+    let (id, generation, cost, victims) = {
+        let mut st = inner.state.lock();
+        let Some(pool) = st.pool(&key) else { return };
+        let wanted = pool
+            .prov
+            .as_ref()
+            .is_some_and(|c| c.status != ProvisionedStatus::Failed)
+            && pool.prov_live() + pool.prov_restoring <= pool.requested();
+        let (generation, cost) = (pool.generation, pool.cost);
+        let reserved = if wanted {
+            Some(st.reserve_memory(cost, inner.limits.memory_budget_bytes))
+        } else {
+            None
+        };
+        match reserved {
+            Some(Ok(victims)) => (st.next_instance_id(), generation, cost, victims),
+            Some(Err(err)) => {
+                tracing::warn!(fv = %key, error = %err, "provisioned restore refused");
+                st.adjust_pool(&key, |p| {
+                    p.prov_restoring -= 1;
+                    p.counters.no_capacity += 1;
+                    p.fail(err.to_string());
+                });
+                return;
+            }
+            None => {
+                st.adjust_pool(&key, |p| p.prov_restoring -= 1);
+                return;
+            }
+        }
+    };
+    inner.discard_all(victims);
+    // 3.
+    let result = inner.factory.restore(&key, RestoreKind::Provisioned).await;
+    // 4.
+    let now = inner.clock.now();
+    let mut st = inner.state.lock();
+    let Some((discard, keep, spawn)) = st.adjust_pool(&key, |p| {
+        p.prov_restoring -= 1;
+        let (discard, keep) = match result {
+            Ok(instance) => {
+                if p.generation == generation && !p.retired && p.prov_live() < p.requested() {
+                    p.prov_idle.push(Idle {
+                        id,
+                        instance,
+                        since: now,
+                    });
+                    (None, true)
+                } else {
+                    (Some(instance), false)
+                }
+            }
+            Err(err) => {
+                let reason = err.reason();
+                tracing::warn!(fv = %p.key, %reason, "provisioned restore failed");
+                p.counters.restore_failures += 1;
+                p.fail(reason);
+                (None, false)
+            }
+        };
+        p.refresh_status();
+        (discard, keep, take_needed(p))
+    }) else {
+        return;
+    };
+    if !keep {
+        st.release_memory(cost);
+    }
+    drop(st);
+    if let Some(instance) = discard {
+        inner.factory.discard(instance);
+    }
+    if let Some(n) = spawn {
+        spawn_provisioners(&inner, key, n);
+    }
+}
+
+impl<F: InstanceFactory> Scheduler<F> {
+    /// PutProvisionedConcurrencyConfig: keep `n` instances of `fv` restored. Returns at once with
+    /// status IN_PROGRESS (or READY if enough exist); restores run in the background. Lowering `n`
+    /// discards idle extras now and busy extras when they are released.
+    pub fn put_provisioned(
+        &self,
+        fv: &FunctionVersion,
+        n: u32,
+    ) -> Result<ProvisionedConfig, ProvisionedError> {
+        if fv.is_latest() {
+            return Err(ProvisionedError::Latest);
+        }
+        if n == 0 {
+            return Err(ProvisionedError::Zero);
+        }
+        let inner = &self.inner;
+        let limits = &inner.limits;
+        let wall = inner.clock.wall();
+        let (victims, spawn, config) = {
+            let mut st = inner.state.lock();
+            let old = st
+                .ensure_pool(fv, || inner.factory.memory_bytes(fv))
+                .requested();
+            let fs = &st.functions[&fv.function];
+            if let Some(reserved) = fs.reserved {
+                let requested = fs.provisioned_requested() - old + n;
+                if requested > reserved {
+                    return Err(ProvisionedError::ExceedsReserved {
+                        requested,
+                        reserved,
+                    });
+                }
+            } else {
+                let requested = st.unreserved_provisioned() - old + n;
+                let available = limits
+                    .account_concurrency
+                    .saturating_sub(st.reserved_total + limits.min_unreserved_concurrency);
+                if requested > available {
+                    return Err(ProvisionedError::ExceedsUnreserved {
+                        requested,
+                        available,
+                    });
+                }
+            }
+            let (victims, cost, spawn, config) = st
+                .adjust_pool(fv, |p| {
+                    p.prov = Some(ProvState {
+                        requested: n,
+                        status: ProvisionedStatus::InProgress,
+                        reason: None,
+                        last_modified: wall,
+                    });
+                    let mut victims = Vec::new();
+                    while p.prov_live() > n {
+                        let Some(idle) = p.prov_idle.pop() else { break };
+                        victims.push(idle.instance);
+                    }
+                    p.refresh_status();
+                    let spawn = take_needed(p).map(|k| (Arc::clone(&p.key), k));
+                    (victims, p.cost, spawn, p.config())
+                })
+                .expect("pool ensured above");
+            st.release_memory(cost * victims.len() as u64);
+            (victims, spawn, config)
+        };
+        inner.discard_all(victims);
+        if let Some((key, k)) = spawn {
+            spawn_provisioners(inner, key, k);
+        }
+        Ok(config.expect("config set above"))
+    }
+
+    /// GetProvisionedConcurrencyConfig; `None` if `fv` has no config.
+    pub fn get_provisioned(&self, fv: &FunctionVersion) -> Option<ProvisionedConfig> {
+        self.inner.state.lock().pool(fv)?.config()
+    }
+
+    /// DeleteProvisionedConcurrencyConfig: drains the pool. Idle provisioned instances are
+    /// discarded now, busy ones when released, in-flight restores when they finish.
+    pub fn delete_provisioned(&self, fv: &FunctionVersion) -> Result<(), ProvisionedError> {
+        let victims = {
+            let mut st = self.inner.state.lock();
+            if st.pool(fv).is_none_or(|p| p.prov.is_none()) {
+                return Err(ProvisionedError::NotFound(fv.clone()));
+            }
+            let (victims, cost) = st
+                .adjust_pool(fv, |p| {
+                    p.prov = None;
+                    let victims: Vec<_> = p.prov_idle.drain(..).map(|i| i.instance).collect();
+                    (victims, p.cost)
+                })
+                .expect("pool checked above");
+            st.release_memory(cost * victims.len() as u64);
+            victims
+        };
+        self.inner.discard_all(victims);
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! Ahead-of-time compilation of WebAssembly modules for the guest engine.
+//!
+//! The guest runs wasmtime's runtime without a compiler, so the host compiles with
+//! Cranelift for target `x86_64-unknown-none` and exactly the guest's engine
+//! settings (`guest/src/engine.rs`). Results are cached by the module's content
+//! hash plus wasmtime's compatibility hash: a second cold boot skips compilation.
+use crate::error::WorkerError;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Config, Engine, OptLevel};
+
+/// CPU features compiled code may use: x86-64-v2 (every vCPU here has them; the
+/// guest CPUID hides LZCNT, so it stays off). The guest checks them at load.
+const CRANELIFT_FLAGS: [&str; 5] = ["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"];
+
+/// Native stack limit for wasm code (must equal the guest's).
+const MAX_WASM_STACK: usize = 4 << 20;
+
+/// Builds the engine whose output the guest can load.
+pub fn guest_engine() -> Result<Engine, WorkerError> {
+    let err = |e: wasmtime::Error| WorkerError::Compile(format!("{e:#}"));
+    let mut c = Config::new();
+    c.target("x86_64-unknown-none").map_err(err)?;
+    c.cranelift_opt_level(OptLevel::Speed);
+    c.signals_based_traps(false);
+    c.memory_reservation(0);
+    c.memory_guard_size(0);
+    c.memory_reservation_for_growth(0);
+    c.memory_init_cow(false);
+    c.max_wasm_stack(MAX_WASM_STACK);
+    c.async_stack_size(MAX_WASM_STACK + (1 << 20));
+    for flag in CRANELIFT_FLAGS {
+        // SAFETY-equivalent note: enabling ISA flags is checked by the guest at load.
+        unsafe_flag(&mut c, flag);
+    }
+    Engine::new(&c).map_err(err)
+}
+
+#[allow(unsafe_code)]
+fn unsafe_flag(c: &mut Config, flag: &str) {
+    // SAFETY: an unknown flag makes Engine::new fail; a flag the vCPU lacks is
+    // refused by the guest's feature check before any code runs.
+    unsafe {
+        c.cranelift_flag_enable(flag);
+    }
+}
+
+/// A compiled module image ready to place in guest RAM.
+#[derive(Debug)]
+pub struct CompiledModule {
+    pub bytes: Vec<u8>,
+    /// Content hash of the source module.
+    pub source_hash: String,
+    /// Whether this came from the cache.
+    pub cache_hit: bool,
+    /// Time spent compiling or reading the cache.
+    pub elapsed: Duration,
+}
+
+/// Compiles `wasm` (or reads the cached result) under `cache_dir`.
+pub fn compile_cached(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> Result<Arc<CompiledModule>, WorkerError> {
+    let t0 = Instant::now();
+    let source_hash = blake3::hash(wasm).to_hex().to_string();
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+    let key = format!("{}-{:016x}", &source_hash[..32], std::hash::Hasher::finish(&h));
+    let path = cache_dir.join(format!("{key}.cwasm"));
+    if let Ok(bytes) = std::fs::read(&path) {
+        return Ok(Arc::new(CompiledModule { bytes, source_hash, cache_hit: true, elapsed: t0.elapsed() }));
+    }
+    let bytes = engine.precompile_module(wasm).map_err(|e| WorkerError::Compile(format!("{e:#}")))?;
+    std::fs::create_dir_all(cache_dir).map_err(cache_err(cache_dir))?;
+    let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, &bytes).map_err(cache_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(cache_err(&path))?;
+    Ok(Arc::new(CompiledModule { bytes, source_hash, cache_hit: false, elapsed: t0.elapsed() }))
+}
+
+fn cache_err(p: &Path) -> impl FnOnce(std::io::Error) -> WorkerError + '_ {
+    move |source| WorkerError::Cache { path: p.display().to_string(), source }
+}

@@ -1,0 +1,308 @@
+//! One function instance: a microVM running a runtime and a function's init code,
+//! parked in the guest's "next invocation" hypercall between invocations.
+//!
+//! Boot steps (`Instance::boot`), each timed:
+//! 1. `vm_create`: KVM VM, guest RAM, vCPU.
+//! 2. `load`: guest program, system tables, the precompiled module image, the
+//!    function and runtime files and the process configuration, then `BootInfo`.
+//! 3. `runtime_init`: run until the runtime reports `RUNTIME_READY` (CPython up).
+//! 4. `function_init`: until `FUNCTION_READY` (handler module imported).
+//! 5. `to_ready`: until the first `Next` hypercall: init is complete; this is where
+//!    snapshots are taken. An init error instead ends the boot with `InitFailed`.
+use crate::error::WorkerError;
+use crate::function::FunctionCode;
+use crate::runtime::{Runtime, GUEST_ELF};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thaw_abi::{layout, phase, BootInfo, ResponseKind, BOOT_MAGIC, MAX_PAYLOAD, PAGE_2M};
+use thaw_vmm::{Deadline, GuestEvent, NextInput, Vm, VmConfig, VmError};
+
+/// Smallest heap the guest gets besides the module image.
+const MIN_HEAP: u64 = 64 << 20;
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub version: String,
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    /// Limit on boot + init.
+    pub init_timeout: Duration,
+    pub env: BTreeMap<String, String>,
+    pub region: String,
+    pub code: FunctionCode,
+    /// `on-demand`, `provisioned-concurrency` or `snap-start`.
+    pub initialization_type: String,
+}
+
+impl FunctionSpec {
+    /// A spec with Lambda's defaults (128 MiB is too small for CPython here: 512).
+    pub fn new(name: &str, handler: &str, code: FunctionCode) -> Self {
+        Self {
+            name: name.into(),
+            version: "$LATEST".into(),
+            handler: handler.into(),
+            memory_mb: 512,
+            timeout: Duration::from_secs(3),
+            init_timeout: Duration::from_secs(60),
+            env: BTreeMap::new(),
+            region: "us-east-1".into(),
+            code,
+            initialization_type: "on-demand".into(),
+        }
+    }
+
+    /// The function's ARN.
+    pub fn arn(&self) -> String {
+        format!("arn:aws:lambda:{}:000000000000:function:{}", self.region, self.name)
+    }
+}
+
+/// Where the time of a cold boot went.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BootTimings {
+    pub vm_create: Duration,
+    pub load: Duration,
+    pub runtime_init: Duration,
+    pub function_init: Duration,
+    pub to_ready: Duration,
+    pub total: Duration,
+}
+
+/// One invocation's input.
+#[derive(Debug, Default, Clone)]
+pub struct InvokeRequest {
+    pub payload: Vec<u8>,
+    pub request_id: Option<String>,
+    /// Decoded client context JSON (from the caller's base64 `X-Amz-Client-Context`).
+    pub client_context: Option<serde_json::Value>,
+}
+
+/// One invocation's result.
+#[derive(Debug, Clone)]
+pub struct InvokeOutcome {
+    pub request_id: String,
+    /// The handler raised (body is the error JSON); HTTP stays 200 in Lambda.
+    pub function_error: bool,
+    pub body: Vec<u8>,
+    pub log: Vec<u8>,
+    pub duration: Duration,
+}
+
+/// A booted (or restored) instance.
+#[derive(Debug)]
+pub struct Instance {
+    vm: Vm,
+    spec: Arc<FunctionSpec>,
+    ready: bool,
+    /// Log written during init.
+    pub init_log: Vec<u8>,
+}
+
+/// 32 bytes from the OS CSPRNG (through uuid's getrandom).
+pub fn entropy() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed
+}
+
+fn align_2m(x: u64) -> u64 {
+    x.div_ceil(PAGE_2M) * PAGE_2M
+}
+
+fn config_archive(runtime: &Runtime, spec: &FunctionSpec) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, a) in runtime.argv.iter().enumerate() {
+        thaw_abi::files::push(&mut out, format!("argv/{i:04}").as_bytes(), a.as_bytes());
+    }
+    let mem = spec.memory_mb.to_string();
+    let log_group = format!("/aws/lambda/{}", spec.name);
+    let mut env: BTreeMap<&str, &str> = BTreeMap::from([
+        ("AWS_LAMBDA_FUNCTION_NAME", spec.name.as_str()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.as_str()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", mem.as_str()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", spec.initialization_type.as_str()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", log_group.as_str()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "thaw/[$LATEST]instance"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("AWS_REGION", spec.region.as_str()),
+        ("AWS_DEFAULT_REGION", spec.region.as_str()),
+        ("AWS_EXECUTION_ENV", "AWS_Lambda_python3.12"),
+        ("_HANDLER", spec.handler.as_str()),
+        ("LAMBDA_TASK_ROOT", "/var/task"),
+        ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+        ("TZ", "UTC"),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+        ("HOME", "/tmp"),
+        ("LANG", "en_US.UTF-8"),
+    ]);
+    for (k, v) in &spec.env {
+        env.insert(k, v);
+    }
+    for (k, v) in env {
+        thaw_abi::files::push(&mut out, format!("env/{k}").as_bytes(), v.as_bytes());
+    }
+    out
+}
+
+fn files_archive(runtime: &Runtime, code: &FunctionCode) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in &runtime.files {
+        thaw_abi::files::push(&mut out, name.as_bytes(), data);
+    }
+    for (name, data) in &code.files {
+        thaw_abi::files::push(&mut out, format!("var/task/{name}").as_bytes(), data);
+    }
+    out
+}
+
+impl Instance {
+    /// Boots a fresh instance and runs init (see the module doc).
+    pub fn boot(runtime: &Runtime, spec: Arc<FunctionSpec>) -> Result<(Self, BootTimings), WorkerError> {
+        spec.code.check_handler(&spec.handler)?;
+        let t0 = Instant::now();
+        let mut timings = BootTimings::default();
+        let ram_size = u64::from(spec.memory_mb) << 20;
+        let files = files_archive(runtime, &spec.code);
+        let config = config_archive(runtime, &spec);
+        let module_len = runtime.module.bytes.len() as u64;
+        let files_addr = align_2m(layout::IMAGES + module_len);
+        let config_addr = files_addr + thaw_abi::files::align(files.len()) as u64;
+        let heap_start = align_2m(config_addr + config.len() as u64);
+        if heap_start + MIN_HEAP > ram_size {
+            return Err(WorkerError::MemoryTooSmall { memory_mb: spec.memory_mb, needed_mb: (heap_start + MIN_HEAP) >> 20 });
+        }
+        let mut vm = Vm::new(&VmConfig { memory_bytes: ram_size })?;
+        timings.vm_create = t0.elapsed();
+
+        let t1 = Instant::now();
+        vm.load_guest(GUEST_ELF)?;
+        vm.ram().write(layout::IMAGES, &runtime.module.bytes)?;
+        vm.ram().write(files_addr, &files)?;
+        vm.ram().write(config_addr, &config)?;
+        vm.write_boot_info(BootInfo {
+            magic: BOOT_MAGIC,
+            abi_version: thaw_abi::ABI_VERSION,
+            memory_mb: spec.memory_mb,
+            ram_size,
+            module_addr: layout::IMAGES,
+            module_len,
+            files_addr,
+            files_len: files.len() as u64,
+            config_addr,
+            config_len: config.len() as u64,
+            heap_start,
+            heap_end: ram_size,
+            seed: entropy(),
+            ..Default::default()
+        })?;
+        timings.load = t1.elapsed();
+
+        let t2 = Instant::now();
+        let deadline = Deadline::arm(t2 + spec.init_timeout, &vm.kicker());
+        let event = vm.run();
+        drop(deadline);
+        let end = Instant::now();
+        let phases = vm.take_phases();
+        let at = |id| phases.iter().find(|(p, _)| *p == id).map(|(_, t)| *t);
+        let runtime_ready = at(phase::RUNTIME_READY).unwrap_or(end);
+        let function_ready = at(phase::FUNCTION_READY).unwrap_or(end);
+        timings.runtime_init = runtime_ready.saturating_duration_since(t2);
+        timings.function_init = function_ready.saturating_duration_since(runtime_ready);
+        timings.to_ready = end.saturating_duration_since(function_ready);
+        timings.total = t0.elapsed();
+        let log = vm.take_log();
+        match event {
+            Ok(GuestEvent::Next) => Ok((Self { vm, spec, ready: true, init_log: log }, timings)),
+            Ok(GuestEvent::Response(r)) if r.kind == ResponseKind::InitError => Err(WorkerError::InitFailed { body: r.body, log }),
+            Ok(other) => Err(WorkerError::Crashed { message: format!("unexpected {other:?} during init"), log }),
+            Err(VmError::Interrupted) => Err(WorkerError::Timeout { secs: spec.init_timeout.as_secs_f64(), log }),
+            Err(VmError::GuestAbort { message }) => Err(WorkerError::Crashed { message, log }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The function this instance runs.
+    pub fn spec(&self) -> &Arc<FunctionSpec> {
+        &self.spec
+    }
+
+    /// The microVM (snapshotting reads it).
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
+    /// Whether the instance can take an invocation.
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Runs one invocation. On `Err` the instance is dead and must be discarded;
+    /// a handler error is an `Ok` outcome with `function_error` set.
+    pub fn invoke(&mut self, req: &InvokeRequest) -> Result<InvokeOutcome, WorkerError> {
+        if req.payload.len() as u64 > MAX_PAYLOAD {
+            return Err(WorkerError::PayloadTooLarge { len: req.payload.len() as u64, max: MAX_PAYLOAD });
+        }
+        if !self.ready {
+            return Err(WorkerError::NotReady);
+        }
+        let t0 = Instant::now();
+        let request_id = req.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let deadline_ms = crate::now_ms() + self.spec.timeout.as_millis() as u64;
+        let header = serde_json::json!({
+            "request_id": request_id,
+            "deadline_ms": deadline_ms,
+            "invoked_function_arn": self.spec.arn(),
+            "trace_id": format!("Root=1-{:08x}-{}", deadline_ms / 1000, &uuid::Uuid::new_v4().simple().to_string()[..24]),
+            "client_context": req.client_context,
+        })
+        .to_string();
+        self.ready = false;
+        self.vm.provide_next(&NextInput {
+            header: header.as_bytes(),
+            payload: &req.payload,
+            clock: self.vm.clock_now(),
+            seed: [0; 32],
+            restored: false,
+        })?;
+        let deadline = Deadline::arm(t0 + self.spec.timeout, &self.vm.kicker());
+        let result = self.run_to_response();
+        let duration = t0.elapsed();
+        // The guest loops back to its next `Next` (still under the deadline).
+        let parked = match &result {
+            Ok(_) => self.vm.run(),
+            Err(_) => Err(VmError::Dead),
+        };
+        drop(deadline);
+        let log = self.vm.take_log();
+        let fail = |e: VmError, log| match e {
+            VmError::Interrupted => WorkerError::Timeout { secs: self.spec.timeout.as_secs_f64(), log },
+            VmError::GuestAbort { message } => WorkerError::Crashed { message, log },
+            e => WorkerError::Crashed { message: crate::error::error_chain(&e), log },
+        };
+        let response = result.map_err(|e| fail(e, log.clone()))?;
+        match parked {
+            Ok(GuestEvent::Next) => self.ready = true,
+            Ok(other) => return Err(WorkerError::Crashed { message: format!("unexpected {other:?} after a response"), log }),
+            Err(e) => return Err(fail(e, log)),
+        }
+        let (function_error, body) = if response.too_large {
+            let msg = format!("Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD} bytes).");
+            (true, serde_json::json!({"errorMessage": msg, "errorType": "Function.ResponseSizeTooLarge"}).to_string().into_bytes())
+        } else {
+            (response.kind != ResponseKind::Ok, response.body)
+        };
+        Ok(InvokeOutcome { request_id, function_error, body, log, duration })
+    }
+
+    fn run_to_response(&mut self) -> Result<thaw_vmm::Response, VmError> {
+        match self.vm.run()? {
+            GuestEvent::Response(r) => Ok(r),
+            other => Err(VmError::GuestExit(format!("expected a response, got {other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! thaw's worker: the instances of one host. It builds a function's instance (boot
+//! the microVM, load the runtime and code, run init), invokes it, and tears it
+//! down; it is the only crate that joins the VMM with the pager and the snapshot
+//! store.
+#![deny(unsafe_code)]
+pub mod compile;
+pub mod error;
+pub mod function;
+pub mod instance;
+pub mod runtime;
+
+pub use error::WorkerError;
+pub use function::FunctionCode;
+pub use instance::{BootTimings, FunctionSpec, Instance, InvokeOutcome, InvokeRequest};
+pub use runtime::Runtime;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

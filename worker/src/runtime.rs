@@ -1,0 +1,62 @@
+//! Language runtimes: the guest program plus a precompiled WebAssembly module and
+//! the files it boots with. `python3.12` is CPython 3.12 for WASI (fetched by
+//! scripts/setup.sh, never committed) running `runtimes/python/bootstrap.py`.
+use crate::compile::{compile_cached, guest_engine, CompiledModule};
+use crate::error::WorkerError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The guest program, built by worker/build.rs.
+pub static GUEST_ELF: &[u8] = include_bytes!(env!("THAW_GUEST_ELF"));
+
+/// The Python bootstrap, placed at `/var/runtime/bootstrap.py`.
+pub static PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstrap.py");
+
+/// File name of the CPython module under the runtime directory.
+pub const PYTHON_WASM: &str = "python-3.12.0.wasm";
+
+/// Where runtimes live: `$THAW_RUNTIME_DIR`, else `third_party/` of this checkout.
+pub fn default_runtime_dir() -> PathBuf {
+    std::env::var_os("THAW_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../third_party"))
+}
+
+/// A runtime ready to boot instances.
+#[derive(Debug)]
+pub struct Runtime {
+    pub name: &'static str,
+    pub module: Arc<CompiledModule>,
+    /// Runtime files by absolute guest path.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// argv of the runtime process.
+    pub argv: Vec<String>,
+}
+
+impl Runtime {
+    /// Loads `python3.12` from `runtime_dir`, compiling it into `cache_dir` if needed.
+    pub fn python(runtime_dir: &Path, cache_dir: &Path) -> Result<Self, WorkerError> {
+        let path = runtime_dir.join(PYTHON_WASM);
+        let wasm = std::fs::read(&path).map_err(|source| WorkerError::RuntimeMissing { path: path.display().to_string(), source })?;
+        let engine = guest_engine()?;
+        let module = compile_cached(&engine, &wasm, cache_dir)?;
+        Ok(Self {
+            name: "python3.12",
+            module,
+            files: vec![("var/runtime/bootstrap.py".into(), PYTHON_BOOTSTRAP.as_bytes().to_vec())],
+            argv: ["python3", "-u", "/var/runtime/bootstrap.py"].map(String::from).to_vec(),
+        })
+    }
+
+    /// Identifies everything that shapes a snapshot of this runtime.
+    pub fn hash(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.module.source_hash.as_bytes());
+        h.update(GUEST_ELF);
+        for (name, data) in &self.files {
+            h.update(name.as_bytes());
+            h.update(data);
+        }
+        h.finalize().to_hex().to_string()
+    }
+}
