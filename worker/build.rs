@@ -5,8 +5,19 @@ use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let guest = manifest.join("../guest").canonicalize().expect("guest/ next to worker/");
-    for p in ["src", "Cargo.toml", "Cargo.lock", "link.ld", "build.rs", ".cargo/config.toml", "../abi/src"] {
+    let guest = manifest
+        .join("../guest")
+        .canonicalize()
+        .expect("guest/ next to worker/");
+    for p in [
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+        "link.ld",
+        "build.rs",
+        ".cargo/config.toml",
+        "../abi/src",
+    ] {
         println!("cargo:rerun-if-changed={}", guest.join(p).display());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -302,7 +302,11 @@ pub mod files {
     /// Parses an archive header.
     pub fn entries(buf: &[u8]) -> Entries<'_> {
         let ok = buf.len() >= 8 && u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) == MAGIC;
-        let left = if ok { u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) } else { 0 };
+        let left = if ok {
+            u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]])
+        } else {
+            0
+        };
         Entries { buf, pos: 8, left }
     }
 
@@ -377,7 +381,14 @@ mod tests {
 
     #[test]
     fn test_hypercall_numbers_round_trip() {
-        for h in [Hypercall::Log, Hypercall::Next, Hypercall::Response, Hypercall::Abort, Hypercall::RestorePoint, Hypercall::Phase] {
+        for h in [
+            Hypercall::Log,
+            Hypercall::Next,
+            Hypercall::Response,
+            Hypercall::Abort,
+            Hypercall::RestorePoint,
+            Hypercall::Phase,
+        ] {
             assert_eq!(Hypercall::from_u32(h as u32), Some(h));
         }
         assert_eq!(Hypercall::from_u32(0), None);

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 mod paths;
 mod run;
+mod snapshot_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -17,12 +18,23 @@ struct Cli {
 enum Command {
     /// Boot a function in a microVM, run init, invoke it and print the result.
     Run(run::RunArgs),
+    /// Boot a function, run init and store a snapshot; prints the snapshot id.
+    Snapshot(snapshot_cli::SnapshotArgs),
+    /// Inspect and maintain the snapshot store.
+    Store(snapshot_cli::StoreArgs),
+    /// Serve the Lambda-compatible HTTP API and the gRPC service.
+    Serve(thaw_frontend::serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Snapshot(args) => snapshot_cli::snapshot(args),
+        Command::Store(args) => snapshot_cli::store(args),
+        Command::Serve(args) => {
+            thaw_frontend::serve::main(args, paths::data_dir, paths::module_cache)
+        }
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 /// The data directory to use.
 pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os("THAW_DATA").map(PathBuf::from))
-        .unwrap_or_else(|| std::env::var_os("HOME").map_or_else(|| PathBuf::from(".thaw"), |h| PathBuf::from(h).join(".thaw")))
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME").map_or_else(
+                || PathBuf::from(".thaw"),
+                |h| PathBuf::from(h).join(".thaw"),
+            )
+        })
 }
 
 /// Precompiled modules, by content hash.

@@ -26,7 +26,8 @@ def _write(name, body):
 
 
 def _error_body(exc, error_type=None):
-    tb = traceback.extract_tb(exc.__traceback__)
+    # Lambda shows the user's frames, not the runtime's.
+    tb = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("/var/runtime/")]
     return {
         "errorMessage": str(exc),
         "errorType": error_type or type(exc).__name__,
@@ -122,15 +123,55 @@ def _invoke(handler, header, raw):
         return "error", body
 
 
+def _run_hooks(hooks):
+    for func, args, kwargs in hooks:
+        func(*args, **kwargs)
+
+
+def _before_snapshot():
+    """Runs before-snapshot hooks when this instance is being snapshotted."""
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "snap-start":
+        return None
+    import snapshot_restore_py
+    try:
+        _run_hooks(snapshot_restore_py.get_before_snapshot())
+    except Exception as e:
+        body = _error_body(e, "Runtime.BeforeSnapshotError")
+        _log_error(body)
+        _write("init_error", json.dumps(body).encode())
+        return False
+    return None
+
+
+def _after_restore():
+    """A restored clone: fresh randomness, then after-restore hooks."""
+    import random
+    random.seed()
+    import snapshot_restore_py
+    try:
+        _run_hooks(snapshot_restore_py.get_after_restore())
+    except Exception as e:
+        body = _error_body(e, "Runtime.AfterRestoreError")
+        _log_error(body)
+        return body
+    return None
+
+
 def main():
     handler = _init()
     if handler is None:
+        return
+    if _before_snapshot() is False:
         return
     _read("function_ready")
     while True:
         header = json.loads(_read("next"))
         raw = _read("event")
-        kind, body = _invoke(handler, header, raw)
+        failed = _after_restore() if header.get("restored") else None
+        if failed is not None:
+            kind, body = "error", failed
+        else:
+            kind, body = _invoke(handler, header, raw)
         sys.stdout.flush()
         sys.stderr.flush()
         if kind == "error":

@@ -12,9 +12,15 @@ pub fn load(ram: &GuestRam, image: &[u8]) -> Result<u64, VmError> {
         return Err(VmError::BadElf("not an x86_64 ELF64".into()));
     }
     for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
-        let end = ph.p_vaddr.checked_add(ph.p_memsz).ok_or_else(|| VmError::BadElf("segment wraps".into()))?;
+        let end = ph
+            .p_vaddr
+            .checked_add(ph.p_memsz)
+            .ok_or_else(|| VmError::BadElf("segment wraps".into()))?;
         if ph.p_vaddr < layout::ELF_BASE || end > layout::ELF_END || ph.p_filesz > ph.p_memsz {
-            return Err(VmError::BadElf(format!("segment {:#x}+{:#x} outside the program region", ph.p_vaddr, ph.p_memsz)));
+            return Err(VmError::BadElf(format!(
+                "segment {:#x}+{:#x} outside the program region",
+                ph.p_vaddr, ph.p_memsz
+            )));
         }
         let file = image
             .get(ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize)
@@ -23,7 +29,10 @@ pub fn load(ram: &GuestRam, image: &[u8]) -> Result<u64, VmError> {
         ram.zero(ph.p_vaddr + ph.p_filesz, ph.p_memsz - ph.p_filesz)?;
     }
     if !(layout::ELF_BASE..layout::ELF_END).contains(&elf.entry) {
-        return Err(VmError::BadElf(format!("entry {:#x} outside the program region", elf.entry)));
+        return Err(VmError::BadElf(format!(
+            "entry {:#x} outside the program region",
+            elf.entry
+        )));
     }
     Ok(elf.entry)
 }
@@ -36,7 +45,10 @@ mod tests {
     #[test]
     fn test_garbage_is_refused() {
         let ram = GuestRam::new(32 << 20, Backing::Anonymous).unwrap();
-        assert!(matches!(load(&ram, b"not an elf at all"), Err(VmError::BadElf(_))));
+        assert!(matches!(
+            load(&ram, b"not an elf at all"),
+            Err(VmError::BadElf(_))
+        ));
         assert!(matches!(load(&ram, &[]), Err(VmError::BadElf(_))));
     }
 }

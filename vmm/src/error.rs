@@ -11,16 +11,26 @@ pub enum VmError {
     CreateVm(#[source] std::io::Error),
     #[error("KVM_CREATE_VCPU failed")]
     CreateVcpu(#[source] std::io::Error),
-    #[error("guest memory size {0} is not a non-zero multiple of 2 MiB within the supported maximum")]
+    #[error(
+        "guest memory size {0} is not a non-zero multiple of 2 MiB within the supported maximum"
+    )]
     MemorySize(u64),
     #[error("mapping guest memory failed")]
     MapMemory(#[source] std::io::Error),
     #[error("KVM_SET_USER_MEMORY_REGION failed")]
     SetMemoryRegion(#[source] std::io::Error),
     #[error("setting up vCPU state ({step}) failed")]
-    SetupVcpu { step: &'static str, #[source] source: std::io::Error },
+    SetupVcpu {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading vCPU state ({step}) failed")]
-    SaveVcpu { step: &'static str, #[source] source: std::io::Error },
+    SaveVcpu {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("guest range {addr:#x}+{len:#x} is outside guest RAM")]
     OutOfRange { addr: u64, len: u64 },
     #[error("guest program is not a loadable x86_64 ELF: {0}")]

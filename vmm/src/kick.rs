@@ -92,9 +92,15 @@ struct Watchdog {
 fn watchdog() -> &'static Watchdog {
     static W: OnceLock<&'static Watchdog> = OnceLock::new();
     W.get_or_init(|| {
-        let w: &'static Watchdog =
-            Box::leak(Box::new(Watchdog { armed: Mutex::new(BTreeMap::new()), wake: Condvar::new(), next_id: AtomicU64::new(1) }));
-        std::thread::Builder::new().name("thaw-watchdog".into()).spawn(move || w.run()).expect("spawn watchdog thread");
+        let w: &'static Watchdog = Box::leak(Box::new(Watchdog {
+            armed: Mutex::new(BTreeMap::new()),
+            wake: Condvar::new(),
+            next_id: AtomicU64::new(1),
+        }));
+        std::thread::Builder::new()
+            .name("thaw-watchdog".into())
+            .spawn(move || w.run())
+            .expect("spawn watchdog thread");
         w
     })
 }
@@ -107,7 +113,10 @@ impl Watchdog {
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let now = Instant::now();
-            let due: Vec<_> = armed.range(..(now, u64::MAX)).map(|(k, v)| (*k, v.clone())).collect();
+            let due: Vec<_> = armed
+                .range(..(now, u64::MAX))
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
             for (key, kicker) in due {
                 armed.remove(&key);
                 if kicker.kick() && kicker.inside_run() {
@@ -117,7 +126,10 @@ impl Watchdog {
             armed = match armed.keys().next() {
                 Some((t, _)) => {
                     let wait = t.saturating_duration_since(Instant::now());
-                    self.wake.wait_timeout(armed, wait).unwrap_or_else(|e| e.into_inner()).0
+                    self.wake
+                        .wait_timeout(armed, wait)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
                 None => self.wake.wait(armed).unwrap_or_else(|e| e.into_inner()),
             };
@@ -136,7 +148,10 @@ impl Deadline {
     pub fn arm(at: Instant, kicker: &Kicker) -> Self {
         let w = watchdog();
         let id = w.next_id.fetch_add(1, Ordering::Relaxed);
-        w.armed.lock().unwrap_or_else(|e| e.into_inner()).insert((at, id), kicker.clone());
+        w.armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((at, id), kicker.clone());
         w.wake.notify_one();
         Self { id }
     }

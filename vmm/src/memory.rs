@@ -12,7 +12,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 pub struct HostAddr(pub usize);
 
 /// A guest-physical address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct GuestAddress(pub u64);
 
 /// What backs guest RAM.
@@ -55,7 +57,14 @@ impl GuestRam {
         // SAFETY: an anonymous PROT_NONE reservation has no preconditions; the result
         // is checked against MAP_FAILED.
         let raw = unsafe {
-            libc::mmap(std::ptr::null_mut(), reserve, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserve,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
         };
         if raw == libc::MAP_FAILED {
             return Err(VmError::MapMemory(std::io::Error::last_os_error()));
@@ -63,14 +72,30 @@ impl GuestRam {
         let aligned = (raw as usize + ALIGN - 1) & !(ALIGN - 1);
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let (flags, fd) = match &backing {
-            Backing::Anonymous => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1),
+            Backing::Anonymous => (
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+            ),
             Backing::FilePrivate(fd) => (libc::MAP_PRIVATE | libc::MAP_NORESERVE, fd.as_raw_fd()),
             Backing::FileShared(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
         };
         // SAFETY: MAP_FIXED over [aligned, aligned+len), which lies inside the
         // reservation we own; nothing else references that range yet.
-        let base = unsafe { libc::mmap(aligned as *mut libc::c_void, len, prot, flags | libc::MAP_FIXED, fd, 0) };
-        let ram = Self { base: aligned as *mut u8, len, map: (raw as *mut u8, reserve) };
+        let base = unsafe {
+            libc::mmap(
+                aligned as *mut libc::c_void,
+                len,
+                prot,
+                flags | libc::MAP_FIXED,
+                fd,
+                0,
+            )
+        };
+        let ram = Self {
+            base: aligned as *mut u8,
+            len,
+            map: (raw as *mut u8, reserve),
+        };
         if base == libc::MAP_FAILED {
             return Err(VmError::MapMemory(std::io::Error::last_os_error()));
         }
@@ -154,6 +179,21 @@ impl GuestRam {
         Ok(())
     }
 
+    /// Lends `[addr, addr+len)` mutably to `f` (restores fill RAM in place). Taking
+    /// `&mut self` guarantees no VM or other borrower uses the RAM meanwhile.
+    pub fn fill_with<R>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, VmError> {
+        let at = self.check(addr, len)?;
+        // SAFETY: in bounds (checked); `&mut self` makes this the only access to
+        // the mapping for the closure's duration.
+        let slice = unsafe { std::slice::from_raw_parts_mut(self.base.add(at), len as usize) };
+        Ok(f(slice))
+    }
+
     /// Borrows all of guest RAM (for snapshots). The guest must be stopped.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is live for &self's lifetime; callers only use this
@@ -190,9 +230,18 @@ mod tests {
     fn test_bounds_are_checked() {
         let ram = GuestRam::new(4 << 20, Backing::Anonymous).unwrap();
         assert!(ram.write(0, b"abc").is_ok());
-        assert!(matches!(ram.write((4 << 20) - 2, b"abc"), Err(VmError::OutOfRange { .. })));
-        assert!(matches!(ram.read_vec(u64::MAX - 1, 4), Err(VmError::OutOfRange { .. })));
-        assert!(matches!(ram.read_obj::<u64>(4 << 20), Err(VmError::OutOfRange { .. })));
+        assert!(matches!(
+            ram.write((4 << 20) - 2, b"abc"),
+            Err(VmError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            ram.read_vec(u64::MAX - 1, 4),
+            Err(VmError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            ram.read_obj::<u64>(4 << 20),
+            Err(VmError::OutOfRange { .. })
+        ));
         let mut b = [0u8; 3];
         ram.read(0, &mut b).unwrap();
         assert_eq!(&b, b"abc");
@@ -201,7 +250,13 @@ mod tests {
 
     #[test]
     fn test_size_must_be_2m_multiple() {
-        assert!(matches!(GuestRam::new(3 << 20, Backing::Anonymous), Err(VmError::MemorySize(_))));
-        assert!(matches!(GuestRam::new(0, Backing::Anonymous), Err(VmError::MemorySize(_))));
+        assert!(matches!(
+            GuestRam::new(3 << 20, Backing::Anonymous),
+            Err(VmError::MemorySize(_))
+        ));
+        assert!(matches!(
+            GuestRam::new(0, Backing::Anonymous),
+            Err(VmError::MemorySize(_))
+        ));
     }
 }

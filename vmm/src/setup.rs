@@ -26,7 +26,10 @@ const TSS_LIMIT: u64 = 0x68 + 0x2000;
 /// Writes the GDT, TSS and page tables for `ram`.
 pub fn write_system_tables(ram: &GuestRam) -> Result<(), VmError> {
     // 1. GDT: null, kernel code/data (unused), user code64, user data, 64-bit TSS.
-    let tss_lo = TSS_LIMIT | ((layout::TSS & 0xff_ffff) << 16) | (0x8bu64 << 40) | (((layout::TSS >> 24) & 0xff) << 56);
+    let tss_lo = TSS_LIMIT
+        | ((layout::TSS & 0xff_ffff) << 16)
+        | (0x8bu64 << 40)
+        | (((layout::TSS >> 24) & 0xff) << 56);
     let tss_hi = layout::TSS >> 32;
     let gdt: [u64; 7] = [
         0,
@@ -46,11 +49,17 @@ pub fn write_system_tables(ram: &GuestRam) -> Result<(), VmError> {
     ram.write(layout::TSS + 0x66, &0x68u16.to_le_bytes())?;
     ram.write(layout::TSS + TSS_LIMIT, &[0xff])?;
     // 3. PML4[0] -> PDPT; PDPT[g] -> PD g; PD entries map 2 MiB pages.
-    ram.write_obj(layout::PML4, &(layout::PDPT | PTE_PRESENT | PTE_WRITE | PTE_USER))?;
+    ram.write_obj(
+        layout::PML4,
+        &(layout::PDPT | PTE_PRESENT | PTE_WRITE | PTE_USER),
+    )?;
     let gib = ram.len().div_ceil(1 << 30);
     for g in 0..gib {
         let pd = layout::PD + g * 0x1000;
-        ram.write_obj(layout::PDPT + 8 * g, &(pd | PTE_PRESENT | PTE_WRITE | PTE_USER))?;
+        ram.write_obj(
+            layout::PDPT + 8 * g,
+            &(pd | PTE_PRESENT | PTE_WRITE | PTE_USER),
+        )?;
     }
     for page in 0..ram.len() / thaw_abi::PAGE_2M {
         let addr = page * thaw_abi::PAGE_2M;
@@ -85,7 +94,10 @@ fn segment(selector: u16, type_: u8, code: bool) -> kvm_segment {
 }
 
 fn io(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
-    move |e| VmError::SetupVcpu { step, source: std::io::Error::from_raw_os_error(e.errno()) }
+    move |e| VmError::SetupVcpu {
+        step,
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    }
 }
 
 /// Puts the vCPU in 64-bit mode at CPL3 about to run `entry`.
@@ -110,7 +122,12 @@ pub fn setup_vcpu(vcpu: &VcpuFd, entry: u64, avx: bool) -> Result<(), VmError> {
         s: 0,
         ..Default::default()
     };
-    sregs.ldt = kvm_segment { type_: 2, present: 1, unusable: 1, ..Default::default() };
+    sregs.ldt = kvm_segment {
+        type_: 2,
+        present: 1,
+        unusable: 1,
+        ..Default::default()
+    };
     sregs.gdt.base = layout::GDT;
     sregs.gdt.limit = 7 * 8 - 1;
     sregs.idt.base = 0;
@@ -122,12 +139,19 @@ pub fn setup_vcpu(vcpu: &VcpuFd, entry: u64, avx: bool) -> Result<(), VmError> {
     sregs.efer = 0x500; // LME | LMA
     vcpu.set_sregs(&sregs).map_err(io("set sregs"))?;
 
-    let mut xcrs = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+    let mut xcrs = kvm_xcrs {
+        nr_xcrs: 1,
+        ..Default::default()
+    };
     xcrs.xcrs[0].xcr = 0;
     xcrs.xcrs[0].value = if avx { 0x7 } else { 0x3 };
     vcpu.set_xcrs(&xcrs).map_err(io("set xcrs"))?;
 
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
     vcpu.set_fpu(&fpu).map_err(io("set fpu"))?;
 
     Ok(())

@@ -15,8 +15,8 @@ use crate::kick::Kicker;
 use crate::memory::{Backing, GuestRam};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use thaw_abi::{
-    layout, AbortMailbox, BootInfo, Clock, Hypercall, LogMailbox, NextMailbox, ResponseKind, ResponseMailbox,
-    RestoreMailbox, PhaseMailbox, HYPERCALL_PORT, MAX_PAYLOAD,
+    layout, AbortMailbox, BootInfo, Clock, Hypercall, LogMailbox, NextMailbox, PhaseMailbox,
+    ResponseKind, ResponseMailbox, RestoreMailbox, HYPERCALL_PORT, MAX_PAYLOAD,
 };
 
 /// Most log bytes kept per VM between `take_log` calls (older bytes are dropped).
@@ -61,7 +61,8 @@ pub struct VmConfig {
 /// A microVM.
 #[derive(Debug)]
 pub struct Vm {
-    vm: VmFd,
+    /// Kept open for the VM's life (dropped first: fields drop in order).
+    _vm: VmFd,
     vcpu: VcpuFd,
     ram: GuestRam,
     kicker: Kicker,
@@ -89,7 +90,9 @@ pub fn host_tsc() -> u64 {
 
 /// Wall clock now, in nanoseconds since the epoch.
 pub fn epoch_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Vm {
@@ -116,12 +119,35 @@ impl Vm {
         let vcpu = vm.create_vcpu(0).map_err(kvm_err(VmError::CreateVcpu))?;
         let cpuid = kvm
             .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| VmError::SetupVcpu { step: "get cpuid", source: std::io::Error::from_raw_os_error(e.errno()) })?;
-        let avx = cpuid.as_slice().iter().any(|e| e.function == 1 && e.ecx & (1 << 28) != 0);
-        vcpu.set_cpuid2(&cpuid)
-            .map_err(|e| VmError::SetupVcpu { step: "set cpuid", source: std::io::Error::from_raw_os_error(e.errno()) })?;
-        let tsc_khz = vcpu.get_tsc_khz().map(u64::from).unwrap_or_else(|_| measure_tsc_khz());
-        Ok(Self { vm, vcpu, ram, kicker: Kicker::default(), log: Vec::new(), pending: None, dead: false, tsc_khz, avx, tsc_offset: 0, phases: Vec::new() })
+            .map_err(|e| VmError::SetupVcpu {
+                step: "get cpuid",
+                source: std::io::Error::from_raw_os_error(e.errno()),
+            })?;
+        let avx = cpuid
+            .as_slice()
+            .iter()
+            .any(|e| e.function == 1 && e.ecx & (1 << 28) != 0);
+        vcpu.set_cpuid2(&cpuid).map_err(|e| VmError::SetupVcpu {
+            step: "set cpuid",
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })?;
+        let tsc_khz = vcpu
+            .get_tsc_khz()
+            .map(u64::from)
+            .unwrap_or_else(|_| measure_tsc_khz());
+        Ok(Self {
+            _vm: vm,
+            vcpu,
+            ram,
+            kicker: Kicker::default(),
+            log: Vec::new(),
+            pending: None,
+            dead: false,
+            tsc_khz,
+            avx,
+            tsc_offset: 0,
+            phases: Vec::new(),
+        })
     }
 
     /// Guest RAM.
@@ -172,7 +198,10 @@ impl Vm {
 
     /// The clock anchor for "now" as the guest's TSC sees it.
     pub fn clock_now(&self) -> Clock {
-        Clock { epoch_ns: epoch_ns(), tsc: host_tsc().wrapping_add_signed(self.tsc_offset) }
+        Clock {
+            epoch_ns: epoch_ns(),
+            tsc: host_tsc().wrapping_add_signed(self.tsc_offset),
+        }
     }
 
     pub(crate) fn set_tsc_offset(&mut self, off: i64) {
@@ -199,16 +228,27 @@ impl Vm {
     /// Answers a pending `Next` with an invocation.
     pub fn provide_next(&mut self, input: &NextInput<'_>) -> Result<(), VmError> {
         if self.pending != Some(Hypercall::Next) {
-            return Err(VmError::GuestExit("provide_next while the guest is not waiting for an invocation".into()));
+            return Err(VmError::GuestExit(
+                "provide_next while the guest is not waiting for an invocation".into(),
+            ));
         }
         if input.payload.len() as u64 > MAX_PAYLOAD {
-            return Err(VmError::PayloadTooLarge { len: input.payload.len() as u64, max: MAX_PAYLOAD });
+            return Err(VmError::PayloadTooLarge {
+                len: input.payload.len() as u64,
+                max: MAX_PAYLOAD,
+            });
         }
         if input.header.len() as u64 > layout::REQUEST_PAYLOAD_OFFSET {
-            return Err(VmError::PayloadTooLarge { len: input.header.len() as u64, max: layout::REQUEST_PAYLOAD_OFFSET });
+            return Err(VmError::PayloadTooLarge {
+                len: input.header.len() as u64,
+                max: layout::REQUEST_PAYLOAD_OFFSET,
+            });
         }
         self.ram.write(layout::REQUEST, input.header)?;
-        self.ram.write(layout::REQUEST + layout::REQUEST_PAYLOAD_OFFSET, input.payload)?;
+        self.ram.write(
+            layout::REQUEST + layout::REQUEST_PAYLOAD_OFFSET,
+            input.payload,
+        )?;
         let mb = NextMailbox {
             log_len: 0,
             header_len: input.header.len() as u64,
@@ -222,11 +262,23 @@ impl Vm {
     }
 
     /// Answers a pending `RestorePoint`.
-    pub fn complete_restore_point(&mut self, restored: bool, seed: [u8; 32]) -> Result<(), VmError> {
+    pub fn complete_restore_point(
+        &mut self,
+        restored: bool,
+        seed: [u8; 32],
+    ) -> Result<(), VmError> {
         if self.pending != Some(Hypercall::RestorePoint) {
-            return Err(VmError::GuestExit("complete_restore_point while the guest is not at a restore point".into()));
+            return Err(VmError::GuestExit(
+                "complete_restore_point while the guest is not at a restore point".into(),
+            ));
         }
-        let mb = RestoreMailbox { log_len: 0, clock: self.clock_now(), seed, restored: u32::from(restored), _pad: 0 };
+        let mb = RestoreMailbox {
+            log_len: 0,
+            clock: self.clock_now(),
+            seed,
+            restored: u32::from(restored),
+            _pad: 0,
+        };
         self.ram.write_obj(Hypercall::RestorePoint.mailbox(), &mb)
     }
 
@@ -259,14 +311,23 @@ impl Vm {
             let call = match exit {
                 VcpuExit::IoOut(HYPERCALL_PORT, data) if data.len() == 4 => {
                     let nr = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-                    Hypercall::from_u32(nr).ok_or_else(|| VmError::GuestHypercall(format!("unknown hypercall number {nr}")))?
+                    Hypercall::from_u32(nr).ok_or_else(|| {
+                        VmError::GuestHypercall(format!("unknown hypercall number {nr}"))
+                    })?
                 }
                 VcpuExit::IoOut(port, data) => {
-                    return Err(VmError::GuestHypercall(format!("write of {} bytes to unknown port {port:#x}", data.len())))
+                    return Err(VmError::GuestHypercall(format!(
+                        "write of {} bytes to unknown port {port:#x}",
+                        data.len()
+                    )))
                 }
-                VcpuExit::IoIn(port, _) => return Err(VmError::GuestHypercall(format!("read from port {port:#x}"))),
+                VcpuExit::IoIn(port, _) => {
+                    return Err(VmError::GuestHypercall(format!("read from port {port:#x}")))
+                }
                 VcpuExit::MmioRead(addr, _) | VcpuExit::MmioWrite(addr, _) => {
-                    return Err(VmError::GuestExit(format!("access to unmapped guest-physical address {addr:#x}")))
+                    return Err(VmError::GuestExit(format!(
+                        "access to unmapped guest-physical address {addr:#x}"
+                    )))
                 }
                 VcpuExit::Intr => continue,
                 VcpuExit::Shutdown => {
@@ -274,8 +335,16 @@ impl Vm {
                     return Err(VmError::GuestShutdown { rip });
                 }
                 VcpuExit::Hlt => return Err(VmError::GuestExit("halted".into())),
-                VcpuExit::FailEntry(reason, _) => return Err(VmError::GuestExit(format!("VM entry failed (reason {reason:#x})"))),
-                VcpuExit::InternalError => return Err(VmError::GuestExit("KVM internal error (emulation failure)".into())),
+                VcpuExit::FailEntry(reason, _) => {
+                    return Err(VmError::GuestExit(format!(
+                        "VM entry failed (reason {reason:#x})"
+                    )))
+                }
+                VcpuExit::InternalError => {
+                    return Err(VmError::GuestExit(
+                        "KVM internal error (emulation failure)".into(),
+                    ))
+                }
                 other => return Err(VmError::GuestExit(format!("unexpected exit {other:?}"))),
             };
             if let Some(event) = self.hypercall(call)? {
@@ -288,7 +357,9 @@ impl Vm {
     /// Appends `len` bytes of the guest's log buffer (validated) to the VM log.
     fn collect_log(&mut self, len: u64) -> Result<(), VmError> {
         if len > layout::LOG_SIZE {
-            return Err(VmError::GuestHypercall(format!("log length {len} exceeds the log buffer")));
+            return Err(VmError::GuestHypercall(format!(
+                "log length {len} exceeds the log buffer"
+            )));
         }
         let bytes = self.ram.read_vec(layout::LOG, len)?;
         self.log.extend_from_slice(&bytes);
@@ -321,14 +392,26 @@ impl Vm {
             Hypercall::Response => {
                 let m: ResponseMailbox = self.ram.read_obj(mb)?;
                 self.collect_log(m.log_len)?;
-                let kind = ResponseKind::from_u32(m.kind)
-                    .ok_or_else(|| VmError::GuestHypercall(format!("unknown response kind {}", m.kind)))?;
+                let kind = ResponseKind::from_u32(m.kind).ok_or_else(|| {
+                    VmError::GuestHypercall(format!("unknown response kind {}", m.kind))
+                })?;
                 if m.len > layout::RESPONSE_SIZE {
-                    return Err(VmError::GuestHypercall(format!("response length {} exceeds the response area", m.len)));
+                    return Err(VmError::GuestHypercall(format!(
+                        "response length {} exceeds the response area",
+                        m.len
+                    )));
                 }
                 let too_large = m.truncated != 0 || m.len > MAX_PAYLOAD;
-                let body = if too_large { Vec::new() } else { self.ram.read_vec(layout::RESPONSE, m.len)? };
-                Ok(Some(GuestEvent::Response(Response { kind, body, too_large })))
+                let body = if too_large {
+                    Vec::new()
+                } else {
+                    self.ram.read_vec(layout::RESPONSE, m.len)?
+                };
+                Ok(Some(GuestEvent::Response(Response {
+                    kind,
+                    body,
+                    too_large,
+                })))
             }
             Hypercall::Phase => {
                 let m: PhaseMailbox = self.ram.read_obj(mb)?;
@@ -341,15 +424,28 @@ impl Vm {
                 let m: AbortMailbox = self.ram.read_obj(mb)?;
                 let _ = self.collect_log(m.log_len);
                 let len = m.len.min(thaw_abi::ABORT_MESSAGE_MAX);
-                let text = self.ram.read_vec(mb + std::mem::size_of::<AbortMailbox>() as u64, len)?;
-                Err(VmError::GuestAbort { message: String::from_utf8_lossy(&text).into_owned() })
+                let text = self
+                    .ram
+                    .read_vec(mb + std::mem::size_of::<AbortMailbox>() as u64, len)?;
+                Err(VmError::GuestAbort {
+                    message: String::from_utf8_lossy(&text).into_owned(),
+                })
             }
         }
     }
 
-    /// Raw KVM VM fd (state save/restore).
-    pub(crate) fn vm_fd(&self) -> &VmFd {
-        &self.vm
+    /// Lets KVM finish the `out` the vCPU is stopped in: with `immediate_exit`
+    /// set, KVM_RUN completes the pending I/O and returns EINTR without entering
+    /// the guest again.
+    pub(crate) fn complete_io(&mut self) -> Result<(), VmError> {
+        self.vcpu.set_kvm_immediate_exit(1);
+        let r = self.vcpu.run().map(|_| ());
+        self.vcpu.set_kvm_immediate_exit(0);
+        match r {
+            Err(e) if e.errno() == libc::EINTR => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) => Err(VmError::Run(std::io::Error::from_raw_os_error(e.errno()))),
+        }
     }
 }
 

@@ -56,7 +56,10 @@ impl Asm {
 }
 
 fn vm_with(code: Asm) -> Vm {
-    let mut vm = Vm::new(&VmConfig { memory_bytes: 64 << 20 }).expect("create VM");
+    let mut vm = Vm::new(&VmConfig {
+        memory_bytes: 64 << 20,
+    })
+    .expect("create VM");
     vm.load_flat(&code.0).expect("load code");
     vm
 }
@@ -64,7 +67,10 @@ fn vm_with(code: Asm) -> Vm {
 fn run_err(code: Asm) -> VmError {
     let mut vm = vm_with(code);
     let err = vm.run().expect_err("hostile guest must fail");
-    assert!(matches!(vm.run(), Err(VmError::Dead)), "a failed VM must refuse to run again");
+    assert!(
+        matches!(vm.run(), Err(VmError::Dead)),
+        "a failed VM must refuse to run again"
+    );
     err
 }
 
@@ -81,10 +87,21 @@ fn test_valid_next_then_response_round_trip() {
     let mut code = code;
     code.0.extend([0x48, 0xa3]);
     code.0.extend(layout::RESPONSE.to_le_bytes());
-    let code = code.store(resp, 0).store(resp + 8, 8).store(resp + 16, 0).hypercall(Hypercall::Response).spin();
+    let code = code
+        .store(resp, 0)
+        .store(resp + 8, 8)
+        .store(resp + 16, 0)
+        .hypercall(Hypercall::Response)
+        .spin();
     let mut vm = vm_with(code);
     assert_eq!(vm.run().unwrap(), GuestEvent::Next);
-    let input = NextInput { header: b"{}", payload: b"abcdefgh", clock: vm.clock_now(), seed: [1; 32], restored: false };
+    let input = NextInput {
+        header: b"{}",
+        payload: b"abcdefgh",
+        clock: vm.clock_now(),
+        seed: [1; 32],
+        restored: false,
+    };
     vm.provide_next(&input).unwrap();
     match vm.run().unwrap() {
         GuestEvent::Response(r) => assert_eq!(r.body, b"abcdefgh"),
@@ -98,7 +115,10 @@ fn test_unknown_port_ends_vm() {
         return;
     }
     let err = run_err(Asm::default().mov_dx(0x3f8).mov_eax(0).out());
-    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("0x3f8")), "{err}");
+    assert!(
+        matches!(&err, VmError::GuestHypercall(m) if m.contains("0x3f8")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -107,7 +127,10 @@ fn test_unknown_hypercall_number_ends_vm() {
         return;
     }
     let err = run_err(Asm::default().mov_dx(HYPERCALL_PORT).mov_eax(0xdead).out());
-    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("57005")), "{err}");
+    assert!(
+        matches!(&err, VmError::GuestHypercall(m) if m.contains("57005")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -125,8 +148,16 @@ fn test_huge_response_length_ends_vm() {
         return;
     }
     let mb = Hypercall::Response.mailbox();
-    let err = run_err(Asm::default().store(mb, 0).store(mb + 8, u64::MAX - 3).hypercall(Hypercall::Response));
-    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("response length")), "{err}");
+    let err = run_err(
+        Asm::default()
+            .store(mb, 0)
+            .store(mb + 8, u64::MAX - 3)
+            .hypercall(Hypercall::Response),
+    );
+    assert!(
+        matches!(&err, VmError::GuestHypercall(m) if m.contains("response length")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,7 +167,10 @@ fn test_huge_log_length_ends_vm() {
     }
     let mb = Hypercall::Log.mailbox();
     let err = run_err(Asm::default().store(mb, 1 << 40).hypercall(Hypercall::Log));
-    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("log length")), "{err}");
+    assert!(
+        matches!(&err, VmError::GuestHypercall(m) if m.contains("log length")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -146,7 +180,10 @@ fn test_bad_response_kind_ends_vm() {
     }
     let mb = Hypercall::Response.mailbox();
     let err = run_err(Asm::default().store(mb, 77).hypercall(Hypercall::Response));
-    assert!(matches!(&err, VmError::GuestHypercall(m) if m.contains("kind")), "{err}");
+    assert!(
+        matches!(&err, VmError::GuestHypercall(m) if m.contains("kind")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,7 +193,10 @@ fn test_wild_pointer_ends_vm() {
     }
     // Unmapped in the guest page table: a page fault with no IDT -> shutdown.
     let err = run_err(Asm::default().load(0x7fff_0000_0000));
-    assert!(matches!(err, VmError::GuestShutdown { .. } | VmError::GuestExit(_)), "{err}");
+    assert!(
+        matches!(err, VmError::GuestShutdown { .. } | VmError::GuestExit(_)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -165,7 +205,10 @@ fn test_privileged_instruction_ends_vm() {
         return;
     }
     let err = run_err(Asm::default().hlt());
-    assert!(matches!(err, VmError::GuestShutdown { .. } | VmError::GuestExit(_)), "{err}");
+    assert!(
+        matches!(err, VmError::GuestShutdown { .. } | VmError::GuestExit(_)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,8 +218,17 @@ fn test_abort_message_is_reported() {
     }
     let mb = Hypercall::Abort.mailbox();
     let text = u64::from_le_bytes(*b"oh no!!!");
-    let err = run_err(Asm::default().store(mb, 8).store(mb + 8, 0).store(mb + 16, text).hypercall(Hypercall::Abort));
-    assert!(matches!(&err, VmError::GuestAbort { message } if message == "oh no!!!"), "{err}");
+    let err = run_err(
+        Asm::default()
+            .store(mb, 8)
+            .store(mb + 8, 0)
+            .store(mb + 16, text)
+            .hypercall(Hypercall::Abort),
+    );
+    assert!(
+        matches!(&err, VmError::GuestAbort { message } if message == "oh no!!!"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -190,7 +242,11 @@ fn test_infinite_loop_is_stopped_at_deadline() {
     let err = vm.run().expect_err("spinning guest must be stopped");
     assert!(matches!(err, VmError::Interrupted), "{err}");
     assert!(t0.elapsed() >= Duration::from_millis(200));
-    assert!(t0.elapsed() < Duration::from_secs(10), "kick took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "kick took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -202,7 +258,10 @@ fn test_host_survives_many_hostile_vms() {
         let code = match i % 4 {
             0 => Asm::default().mov_dx(i as u16).out(),
             1 => Asm::default().load(0x10_0000_0000 + u64::from(i)),
-            2 => Asm::default().mov_dx(HYPERCALL_PORT).mov_eax(1000 + i).out(),
+            2 => Asm::default()
+                .mov_dx(HYPERCALL_PORT)
+                .mov_eax(1000 + i)
+                .out(),
             _ => Asm::default().hlt(),
         };
         run_err(code);

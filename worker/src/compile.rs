@@ -12,7 +12,13 @@ use wasmtime::{Config, Engine, OptLevel};
 
 /// CPU features compiled code may use: x86-64-v2 (every vCPU here has them; the
 /// guest CPUID hides LZCNT, so it stays off). The guest checks them at load.
-const CRANELIFT_FLAGS: [&str; 5] = ["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"];
+const CRANELIFT_FLAGS: [&str; 5] = [
+    "has_sse3",
+    "has_ssse3",
+    "has_sse41",
+    "has_sse42",
+    "has_popcnt",
+];
 
 /// Native stack limit for wasm code (must equal the guest's).
 const MAX_WASM_STACK: usize = 4 << 20;
@@ -59,24 +65,47 @@ pub struct CompiledModule {
 }
 
 /// Compiles `wasm` (or reads the cached result) under `cache_dir`.
-pub fn compile_cached(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> Result<Arc<CompiledModule>, WorkerError> {
+pub fn compile_cached(
+    engine: &Engine,
+    wasm: &[u8],
+    cache_dir: &Path,
+) -> Result<Arc<CompiledModule>, WorkerError> {
     let t0 = Instant::now();
     let source_hash = blake3::hash(wasm).to_hex().to_string();
     let mut h = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
-    let key = format!("{}-{:016x}", &source_hash[..32], std::hash::Hasher::finish(&h));
+    let key = format!(
+        "{}-{:016x}",
+        &source_hash[..32],
+        std::hash::Hasher::finish(&h)
+    );
     let path = cache_dir.join(format!("{key}.cwasm"));
     if let Ok(bytes) = std::fs::read(&path) {
-        return Ok(Arc::new(CompiledModule { bytes, source_hash, cache_hit: true, elapsed: t0.elapsed() }));
+        return Ok(Arc::new(CompiledModule {
+            bytes,
+            source_hash,
+            cache_hit: true,
+            elapsed: t0.elapsed(),
+        }));
     }
-    let bytes = engine.precompile_module(wasm).map_err(|e| WorkerError::Compile(format!("{e:#}")))?;
+    let bytes = engine
+        .precompile_module(wasm)
+        .map_err(|e| WorkerError::Compile(format!("{e:#}")))?;
     std::fs::create_dir_all(cache_dir).map_err(cache_err(cache_dir))?;
     let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, &bytes).map_err(cache_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(cache_err(&path))?;
-    Ok(Arc::new(CompiledModule { bytes, source_hash, cache_hit: false, elapsed: t0.elapsed() }))
+    Ok(Arc::new(CompiledModule {
+        bytes,
+        source_hash,
+        cache_hit: false,
+        elapsed: t0.elapsed(),
+    }))
 }
 
 fn cache_err(p: &Path) -> impl FnOnce(std::io::Error) -> WorkerError + '_ {
-    move |source| WorkerError::Cache { path: p.display().to_string(), source }
+    move |source| WorkerError::Cache {
+        path: p.display().to_string(),
+        source,
+    }
 }

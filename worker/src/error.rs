@@ -6,7 +6,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum WorkerError {
     #[error("reading function code from {path}")]
-    ReadCode { path: String, #[source] source: std::io::Error },
+    ReadCode {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("function code is not a valid zip archive")]
     BadZip(#[source] zip::result::ZipError),
     #[error("function code has an unsafe path {0:?} (absolute or climbing out with ..)")]
@@ -18,11 +22,19 @@ pub enum WorkerError {
     #[error("handler module {module:?} not found in the function code (looked for {candidates})")]
     HandlerModuleMissing { module: String, candidates: String },
     #[error("the python runtime module is missing at {path}: run scripts/setup.sh")]
-    RuntimeMissing { path: String, #[source] source: std::io::Error },
+    RuntimeMissing {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("precompiling the runtime module failed: {0}")]
     Compile(String),
     #[error("module cache I/O at {path}")]
-    Cache { path: String, #[source] source: std::io::Error },
+    Cache {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{memory_mb} MiB of guest memory is not enough: the runtime image alone needs {needed_mb} MiB")]
     MemoryTooSmall { memory_mb: u32, needed_mb: u64 },
     #[error("request payload of {len} bytes exceeds the {max}-byte limit")]
@@ -37,6 +49,38 @@ pub enum WorkerError {
     Vm(#[from] thaw_vmm::VmError),
     #[error("the instance is not ready for an invocation (it failed earlier)")]
     NotReady,
+    #[error("snapshot state blob is unreadable")]
+    StateBlob(#[source] thaw_snapshotter::CodecError),
+    #[error("snapshot state record is malformed: {0}")]
+    StateRecord(String),
+    #[error("storing the snapshot failed")]
+    StoreSnapshot(#[source] thaw_snapshotter::WriterError),
+    #[error("snapshot store")]
+    Store(#[source] thaw_snapshotter::StoreError),
+    #[error("snapshot {id} is marked bad ({reason}); it must be rebuilt from a cold boot")]
+    SnapshotBad { id: String, reason: String },
+    #[error("snapshot {id} was taken from other function code or another runtime; refusing to restore it")]
+    SnapshotStale { id: String },
+    #[error("memory mode {0} is not available in this build")]
+    ModeUnsupported(&'static str),
+}
+
+impl WorkerError {
+    /// True when the snapshot itself is unusable (corrupt, bad, stale, unreadable):
+    /// the caller should rebuild it from a cold boot.
+    pub fn is_snapshot_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Store(thaw_snapshotter::StoreError::CorruptChunk { .. })
+                | Self::Store(thaw_snapshotter::StoreError::SnapshotBad { .. })
+                | Self::Store(thaw_snapshotter::StoreError::DecodeManifest { .. })
+                | Self::Store(thaw_snapshotter::StoreError::NoSuchSnapshot(_))
+                | Self::SnapshotBad { .. }
+                | Self::SnapshotStale { .. }
+                | Self::StateBlob(_)
+                | Self::StateRecord(_)
+        )
+    }
 }
 
 impl WorkerError {
@@ -45,20 +89,32 @@ impl WorkerError {
         let (ty, msg) = match self {
             Self::InitFailed { body, .. } => return body.clone(),
             Self::Timeout { .. } => ("Sandbox.Timedout", self.to_string()),
-            Self::Crashed { message, .. } if message.contains("memory allocation") || message.contains("out of memory") => {
-                ("Runtime.OutOfMemory", format!("Runtime exited: guest memory exhausted ({message})"))
+            Self::Crashed { message, .. }
+                if message.contains("memory allocation") || message.contains("out of memory") =>
+            {
+                (
+                    "Runtime.OutOfMemory",
+                    format!("Runtime exited: guest memory exhausted ({message})"),
+                )
             }
-            Self::Crashed { message, .. } => ("Runtime.ExitError", format!("Runtime exited with error: {message}")),
+            Self::Crashed { message, .. } => (
+                "Runtime.ExitError",
+                format!("Runtime exited with error: {message}"),
+            ),
             Self::PayloadTooLarge { .. } => ("RequestTooLargeException", self.to_string()),
             other => ("ServiceException", error_chain(other)),
         };
-        serde_json::json!({ "errorMessage": msg, "errorType": ty }).to_string().into_bytes()
+        serde_json::json!({ "errorMessage": msg, "errorType": ty })
+            .to_string()
+            .into_bytes()
     }
 
     /// The log the guest wrote before failing, if any.
     pub fn log(&self) -> &[u8] {
         match self {
-            Self::InitFailed { log, .. } | Self::Timeout { log, .. } | Self::Crashed { log, .. } => log,
+            Self::InitFailed { log, .. }
+            | Self::Timeout { log, .. }
+            | Self::Crashed { log, .. } => log,
             _ => &[],
         }
     }

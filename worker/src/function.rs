@@ -34,7 +34,10 @@ fn clean_path(raw: &str) -> Result<Option<String>, WorkerError> {
 impl FunctionCode {
     /// Reads a zip file or a directory.
     pub fn load(path: &Path) -> Result<Self, WorkerError> {
-        let io = |source| WorkerError::ReadCode { path: path.display().to_string(), source };
+        let io = |source| WorkerError::ReadCode {
+            path: path.display().to_string(),
+            source,
+        };
         if path.is_dir() {
             let mut code = Self::default();
             let mut total = 0u64;
@@ -47,7 +50,8 @@ impl FunctionCode {
 
     /// Reads a zip archive held in memory (`Code.ZipFile`).
     pub fn from_zip(bytes: &[u8]) -> Result<Self, WorkerError> {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(WorkerError::BadZip)?;
+        let mut zip =
+            zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(WorkerError::BadZip)?;
         let mut code = Self::default();
         let mut total = 0u64;
         for i in 0..zip.len() {
@@ -55,13 +59,19 @@ impl FunctionCode {
             if f.is_dir() {
                 continue;
             }
-            let Some(name) = clean_path(f.name())? else { continue };
+            let Some(name) = clean_path(f.name())? else {
+                continue;
+            };
             total += f.size();
             if total > MAX_CODE_BYTES {
-                return Err(WorkerError::CodeTooLarge { size: total, max: MAX_CODE_BYTES });
+                return Err(WorkerError::CodeTooLarge {
+                    size: total,
+                    max: MAX_CODE_BYTES,
+                });
             }
             let mut data = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut data).map_err(|e| WorkerError::BadZip(e.into()))?;
+            f.read_to_end(&mut data)
+                .map_err(|e| WorkerError::BadZip(e.into()))?;
             code.files.insert(name, data);
         }
         Ok(code)
@@ -69,16 +79,25 @@ impl FunctionCode {
 
     /// Checks that the handler's module exists (`a.b.fn` -> `a/b.py` or `a/b/__init__.py`).
     pub fn check_handler(&self, handler: &str) -> Result<(), WorkerError> {
-        let (module, func) = handler.rsplit_once('.').ok_or_else(|| WorkerError::BadHandler { handler: handler.into() })?;
+        let (module, func) = handler
+            .rsplit_once('.')
+            .ok_or_else(|| WorkerError::BadHandler {
+                handler: handler.into(),
+            })?;
         if module.is_empty() || func.is_empty() {
-            return Err(WorkerError::BadHandler { handler: handler.into() });
+            return Err(WorkerError::BadHandler {
+                handler: handler.into(),
+            });
         }
         let base = module.replace('.', "/");
         let candidates = [format!("{base}.py"), format!("{base}/__init__.py")];
         if candidates.iter().any(|c| self.files.contains_key(c)) {
             return Ok(());
         }
-        Err(WorkerError::HandlerModuleMissing { module: module.into(), candidates: candidates.join(", ") })
+        Err(WorkerError::HandlerModuleMissing {
+            module: module.into(),
+            candidates: candidates.join(", "),
+        })
     }
 
     /// A content hash of the code (stable across zip/dir forms).
@@ -94,9 +113,20 @@ impl FunctionCode {
     }
 }
 
-fn walk(root: &Path, dir: &Path, code: &mut FunctionCode, total: &mut u64) -> Result<(), WorkerError> {
-    let io = |source| WorkerError::ReadCode { path: dir.display().to_string(), source };
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(io)?.collect::<Result<_, _>>().map_err(io)?;
+fn walk(
+    root: &Path,
+    dir: &Path,
+    code: &mut FunctionCode,
+    total: &mut u64,
+) -> Result<(), WorkerError> {
+    let io = |source| WorkerError::ReadCode {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
@@ -107,12 +137,22 @@ fn walk(root: &Path, dir: &Path, code: &mut FunctionCode, total: &mut u64) -> Re
         if path.is_dir() {
             walk(root, &path, code, total)?;
         } else {
-            let data = std::fs::read(&path).map_err(|source| WorkerError::ReadCode { path: path.display().to_string(), source })?;
+            let data = std::fs::read(&path).map_err(|source| WorkerError::ReadCode {
+                path: path.display().to_string(),
+                source,
+            })?;
             *total += data.len() as u64;
             if *total > MAX_CODE_BYTES {
-                return Err(WorkerError::CodeTooLarge { size: *total, max: MAX_CODE_BYTES });
+                return Err(WorkerError::CodeTooLarge {
+                    size: *total,
+                    max: MAX_CODE_BYTES,
+                });
             }
-            let rel = path.strip_prefix(root).expect("walk stays below root").to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .expect("walk stays below root")
+                .to_string_lossy()
+                .into_owned();
             if let Some(rel) = clean_path(&rel)? {
                 code.files.insert(rel, data);
             }
@@ -129,7 +169,8 @@ mod tests {
     fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         for (name, data) in files {
-            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
             w.write_all(data).unwrap();
         }
         w.finish().unwrap().into_inner()
@@ -137,7 +178,11 @@ mod tests {
 
     #[test]
     fn test_zip_round_trip_and_handler_check() {
-        let code = FunctionCode::from_zip(&zip_of(&[("app.py", b"def handler(e, c): return e"), ("lib/util.py", b"")])).unwrap();
+        let code = FunctionCode::from_zip(&zip_of(&[
+            ("app.py", b"def handler(e, c): return e"),
+            ("lib/util.py", b""),
+        ]))
+        .unwrap();
         assert_eq!(code.files.len(), 2);
         code.check_handler("app.handler").unwrap();
         code.check_handler("lib.util.f").unwrap();
@@ -147,8 +192,14 @@ mod tests {
     fn test_missing_handler_module_is_a_clear_error() {
         let code = FunctionCode::from_zip(&zip_of(&[("other.py", b"")])).unwrap();
         let err = code.check_handler("app.handler").unwrap_err();
-        assert!(err.to_string().contains("handler module \"app\" not found"), "{err}");
-        assert!(matches!(code.check_handler("nodot"), Err(WorkerError::BadHandler { .. })));
+        assert!(
+            err.to_string().contains("handler module \"app\" not found"),
+            "{err}"
+        );
+        assert!(matches!(
+            code.check_handler("nodot"),
+            Err(WorkerError::BadHandler { .. })
+        ));
     }
 
     #[test]
@@ -159,7 +210,10 @@ mod tests {
 
     #[test]
     fn test_garbage_zip_is_refused() {
-        assert!(matches!(FunctionCode::from_zip(b"definitely not a zip"), Err(WorkerError::BadZip(_))));
+        assert!(matches!(
+            FunctionCode::from_zip(b"definitely not a zip"),
+            Err(WorkerError::BadZip(_))
+        ));
     }
 
     #[test]

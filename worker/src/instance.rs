@@ -57,7 +57,10 @@ impl FunctionSpec {
 
     /// The function's ARN.
     pub fn arn(&self) -> String {
-        format!("arn:aws:lambda:{}:000000000000:function:{}", self.region, self.name)
+        format!(
+            "arn:aws:lambda:{}:000000000000:function:{}",
+            self.region, self.name
+        )
     }
 }
 
@@ -98,6 +101,8 @@ pub struct Instance {
     vm: Vm,
     spec: Arc<FunctionSpec>,
     ready: bool,
+    /// The next invocation is the first after a restore.
+    fresh_restore: bool,
     /// Log written during init.
     pub init_log: Vec<u8>,
 }
@@ -125,7 +130,10 @@ fn config_archive(runtime: &Runtime, spec: &FunctionSpec) -> Vec<u8> {
         ("AWS_LAMBDA_FUNCTION_NAME", spec.name.as_str()),
         ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.as_str()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", mem.as_str()),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", spec.initialization_type.as_str()),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            spec.initialization_type.as_str(),
+        ),
         ("AWS_LAMBDA_LOG_GROUP_NAME", log_group.as_str()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "thaw/[$LATEST]instance"),
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
@@ -162,7 +170,10 @@ fn files_archive(runtime: &Runtime, code: &FunctionCode) -> Vec<u8> {
 
 impl Instance {
     /// Boots a fresh instance and runs init (see the module doc).
-    pub fn boot(runtime: &Runtime, spec: Arc<FunctionSpec>) -> Result<(Self, BootTimings), WorkerError> {
+    pub fn boot(
+        runtime: &Runtime,
+        spec: Arc<FunctionSpec>,
+    ) -> Result<(Self, BootTimings), WorkerError> {
         spec.code.check_handler(&spec.handler)?;
         let t0 = Instant::now();
         let mut timings = BootTimings::default();
@@ -174,9 +185,14 @@ impl Instance {
         let config_addr = files_addr + thaw_abi::files::align(files.len()) as u64;
         let heap_start = align_2m(config_addr + config.len() as u64);
         if heap_start + MIN_HEAP > ram_size {
-            return Err(WorkerError::MemoryTooSmall { memory_mb: spec.memory_mb, needed_mb: (heap_start + MIN_HEAP) >> 20 });
+            return Err(WorkerError::MemoryTooSmall {
+                memory_mb: spec.memory_mb,
+                needed_mb: (heap_start + MIN_HEAP) >> 20,
+            });
         }
-        let mut vm = Vm::new(&VmConfig { memory_bytes: ram_size })?;
+        let mut vm = Vm::new(&VmConfig {
+            memory_bytes: ram_size,
+        })?;
         timings.vm_create = t0.elapsed();
 
         let t1 = Instant::now();
@@ -217,13 +233,46 @@ impl Instance {
         timings.total = t0.elapsed();
         let log = vm.take_log();
         match event {
-            Ok(GuestEvent::Next) => Ok((Self { vm, spec, ready: true, init_log: log }, timings)),
-            Ok(GuestEvent::Response(r)) if r.kind == ResponseKind::InitError => Err(WorkerError::InitFailed { body: r.body, log }),
-            Ok(other) => Err(WorkerError::Crashed { message: format!("unexpected {other:?} during init"), log }),
-            Err(VmError::Interrupted) => Err(WorkerError::Timeout { secs: spec.init_timeout.as_secs_f64(), log }),
+            Ok(GuestEvent::Next) => Ok((
+                Self {
+                    vm,
+                    spec,
+                    ready: true,
+                    fresh_restore: false,
+                    init_log: log,
+                },
+                timings,
+            )),
+            Ok(GuestEvent::Response(r)) if r.kind == ResponseKind::InitError => {
+                Err(WorkerError::InitFailed { body: r.body, log })
+            }
+            Ok(other) => Err(WorkerError::Crashed {
+                message: format!("unexpected {other:?} during init"),
+                log,
+            }),
+            Err(VmError::Interrupted) => Err(WorkerError::Timeout {
+                secs: spec.init_timeout.as_secs_f64(),
+                log,
+            }),
             Err(VmError::GuestAbort { message }) => Err(WorkerError::Crashed { message, log }),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Wraps a VM restored from a snapshot taken in `Next`.
+    pub fn restored(vm: Vm, spec: Arc<FunctionSpec>) -> Self {
+        Self {
+            vm,
+            spec,
+            ready: true,
+            fresh_restore: true,
+            init_log: Vec::new(),
+        }
+    }
+
+    /// The microVM, mutably (saving state).
+    pub fn vm_mut(&mut self) -> &mut Vm {
+        &mut self.vm
     }
 
     /// The function this instance runs.
@@ -245,13 +294,19 @@ impl Instance {
     /// a handler error is an `Ok` outcome with `function_error` set.
     pub fn invoke(&mut self, req: &InvokeRequest) -> Result<InvokeOutcome, WorkerError> {
         if req.payload.len() as u64 > MAX_PAYLOAD {
-            return Err(WorkerError::PayloadTooLarge { len: req.payload.len() as u64, max: MAX_PAYLOAD });
+            return Err(WorkerError::PayloadTooLarge {
+                len: req.payload.len() as u64,
+                max: MAX_PAYLOAD,
+            });
         }
         if !self.ready {
             return Err(WorkerError::NotReady);
         }
         let t0 = Instant::now();
-        let request_id = req.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = req
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let deadline_ms = crate::now_ms() + self.spec.timeout.as_millis() as u64;
         let header = serde_json::json!({
             "request_id": request_id,
@@ -259,6 +314,7 @@ impl Instance {
             "invoked_function_arn": self.spec.arn(),
             "trace_id": format!("Root=1-{:08x}-{}", deadline_ms / 1000, &uuid::Uuid::new_v4().simple().to_string()[..24]),
             "client_context": req.client_context,
+            "restored": self.fresh_restore,
         })
         .to_string();
         self.ready = false;
@@ -266,9 +322,14 @@ impl Instance {
             header: header.as_bytes(),
             payload: &req.payload,
             clock: self.vm.clock_now(),
-            seed: [0; 32],
-            restored: false,
+            seed: if self.fresh_restore {
+                entropy()
+            } else {
+                [0; 32]
+            },
+            restored: self.fresh_restore,
         })?;
+        self.fresh_restore = false;
         let deadline = Deadline::arm(t0 + self.spec.timeout, &self.vm.kicker());
         let result = self.run_to_response();
         let duration = t0.elapsed();
@@ -280,14 +341,25 @@ impl Instance {
         drop(deadline);
         let log = self.vm.take_log();
         let fail = |e: VmError, log| match e {
-            VmError::Interrupted => WorkerError::Timeout { secs: self.spec.timeout.as_secs_f64(), log },
+            VmError::Interrupted => WorkerError::Timeout {
+                secs: self.spec.timeout.as_secs_f64(),
+                log,
+            },
             VmError::GuestAbort { message } => WorkerError::Crashed { message, log },
-            e => WorkerError::Crashed { message: crate::error::error_chain(&e), log },
+            e => WorkerError::Crashed {
+                message: crate::error::error_chain(&e),
+                log,
+            },
         };
         let response = result.map_err(|e| fail(e, log.clone()))?;
         match parked {
             Ok(GuestEvent::Next) => self.ready = true,
-            Ok(other) => return Err(WorkerError::Crashed { message: format!("unexpected {other:?} after a response"), log }),
+            Ok(other) => {
+                return Err(WorkerError::Crashed {
+                    message: format!("unexpected {other:?} after a response"),
+                    log,
+                })
+            }
             Err(e) => return Err(fail(e, log)),
         }
         let (function_error, body) = if response.too_large {
@@ -296,13 +368,21 @@ impl Instance {
         } else {
             (response.kind != ResponseKind::Ok, response.body)
         };
-        Ok(InvokeOutcome { request_id, function_error, body, log, duration })
+        Ok(InvokeOutcome {
+            request_id,
+            function_error,
+            body,
+            log,
+            duration,
+        })
     }
 
     fn run_to_response(&mut self) -> Result<thaw_vmm::Response, VmError> {
         match self.vm.run()? {
             GuestEvent::Response(r) => Ok(r),
-            other => Err(VmError::GuestExit(format!("expected a response, got {other:?}"))),
+            other => Err(VmError::GuestExit(format!(
+                "expected a response, got {other:?}"
+            ))),
         }
     }
 }

@@ -5,16 +5,24 @@
 #![deny(unsafe_code)]
 pub mod compile;
 pub mod error;
+pub mod factory;
 pub mod function;
+pub mod host;
 pub mod instance;
+pub mod restore;
 pub mod runtime;
+pub mod snapshot;
 
 pub use error::WorkerError;
 pub use function::FunctionCode;
+pub use host::{DataDir, StartTimings, Worker};
 pub use instance::{BootTimings, FunctionSpec, Instance, InvokeOutcome, InvokeRequest};
+pub use restore::MemoryMode;
 pub use runtime::Runtime;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -12,6 +12,9 @@ pub static GUEST_ELF: &[u8] = include_bytes!(env!("THAW_GUEST_ELF"));
 /// The Python bootstrap, placed at `/var/runtime/bootstrap.py`.
 pub static PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstrap.py");
 
+/// The SnapStart hooks module, at `/var/runtime/snapshot_restore_py.py`.
+pub static PYTHON_HOOKS: &str = include_str!("../../runtimes/python/snapshot_restore_py.py");
+
 /// File name of the CPython module under the runtime directory.
 pub const PYTHON_WASM: &str = "python-3.12.0.wasm";
 
@@ -37,14 +40,28 @@ impl Runtime {
     /// Loads `python3.12` from `runtime_dir`, compiling it into `cache_dir` if needed.
     pub fn python(runtime_dir: &Path, cache_dir: &Path) -> Result<Self, WorkerError> {
         let path = runtime_dir.join(PYTHON_WASM);
-        let wasm = std::fs::read(&path).map_err(|source| WorkerError::RuntimeMissing { path: path.display().to_string(), source })?;
+        let wasm = std::fs::read(&path).map_err(|source| WorkerError::RuntimeMissing {
+            path: path.display().to_string(),
+            source,
+        })?;
         let engine = guest_engine()?;
         let module = compile_cached(&engine, &wasm, cache_dir)?;
         Ok(Self {
             name: "python3.12",
             module,
-            files: vec![("var/runtime/bootstrap.py".into(), PYTHON_BOOTSTRAP.as_bytes().to_vec())],
-            argv: ["python3", "-u", "/var/runtime/bootstrap.py"].map(String::from).to_vec(),
+            files: vec![
+                (
+                    "var/runtime/bootstrap.py".into(),
+                    PYTHON_BOOTSTRAP.as_bytes().to_vec(),
+                ),
+                (
+                    "var/runtime/snapshot_restore_py.py".into(),
+                    PYTHON_HOOKS.as_bytes().to_vec(),
+                ),
+            ],
+            argv: ["python3", "-u", "/var/runtime/bootstrap.py"]
+                .map(String::from)
+                .to_vec(),
         })
     }
 

@@ -1,0 +1,59 @@
+//! What the service needs from the host's instances beyond the scheduler's
+//! [`InstanceFactory`]: registering versions, building them, invoking a leased instance, and how a
+//! fresh instance started. Implemented here for the worker's [`WorkerFactory`] (microVMs) and in
+//! [`crate::fake`] for the scheduler's fake (tests without KVM).
+use std::future::Future;
+use std::sync::Arc;
+use thaw_scheduler::{FunctionVersion, InstanceFactory};
+use thaw_worker::factory::{ColdStart, WorkerFactory};
+use thaw_worker::{FunctionSpec, InvokeOutcome, InvokeRequest, WorkerError};
+
+/// The service's view of a host's instances.
+pub trait Backend: InstanceFactory<Instance: Sync> {
+    /// Registers (or replaces) what `fv` runs.
+    fn define(&self, fv: &FunctionVersion, spec: Arc<FunctionSpec>);
+    /// Forgets `fv`.
+    fn forget(&self, fv: &FunctionVersion);
+    /// Prepares `fv` (validates init; later: takes its snapshot).
+    fn build(
+        &self,
+        fv: &FunctionVersion,
+    ) -> impl Future<Output = Result<ColdStart, WorkerError>> + Send;
+    /// Runs one invocation; `Err` means the instance died (crash or timeout).
+    fn invoke(
+        &self,
+        instance: &Self::Instance,
+        req: InvokeRequest,
+    ) -> impl Future<Output = Result<InvokeOutcome, WorkerError>> + Send;
+    /// How `instance` was made.
+    fn cold_start(&self, instance: &Self::Instance) -> ColdStart;
+}
+
+impl Backend for WorkerFactory {
+    fn define(&self, fv: &FunctionVersion, spec: Arc<FunctionSpec>) {
+        WorkerFactory::define(self, fv, spec)
+    }
+
+    fn forget(&self, fv: &FunctionVersion) {
+        WorkerFactory::forget(self, fv)
+    }
+
+    fn build(
+        &self,
+        fv: &FunctionVersion,
+    ) -> impl Future<Output = Result<ColdStart, WorkerError>> + Send {
+        WorkerFactory::build(self, fv)
+    }
+
+    fn invoke(
+        &self,
+        instance: &Self::Instance,
+        req: InvokeRequest,
+    ) -> impl Future<Output = Result<InvokeOutcome, WorkerError>> + Send {
+        WorkerFactory::invoke(self, instance, req)
+    }
+
+    fn cold_start(&self, instance: &Self::Instance) -> ColdStart {
+        instance.cold_start()
+    }
+}

@@ -1,0 +1,194 @@
+//! `thaw serve`'s configuration: the TOML file (`--config thaw.toml`), its embedded defaults, and
+//! the scheduler limits it maps to. Flags override the file.
+//!
+//! ```toml
+//! http = "127.0.0.1:9000"
+//! grpc = "127.0.0.1:50051"
+//! data = "/var/lib/thaw"          # default: $THAW_DATA or ~/.thaw
+//! module_cache = "/var/cache/thaw" # precompiled runtime modules; default: <data>/cache/modules
+//! region = "us-east-1"
+//! log_invocations = true          # START/END/REPORT lines on stdout
+//! [limits]
+//! account_concurrency = 1000
+//! min_unreserved_concurrency = 100
+//! memory_budget_mb = 0            # 0: the host's MemTotal
+//! instance_overhead_mb = 16
+//! keep_warm_ttl_s = 600
+//! provision_parallelism = 2
+//! [async]
+//! max_attempts = 3                # 1 + Lambda's 2 retries on function error
+//! retry_delay_ms = 1000           # times the attempt number
+//! concurrency = 4
+//! ```
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("parsing {path}")]
+    Parse {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+/// Everything `thaw serve` reads from its config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address (Lambda API and /metrics).
+    pub http: String,
+    /// gRPC listen address.
+    pub grpc: String,
+    /// Data directory (registry, module cache, snapshots).
+    pub data: Option<PathBuf>,
+    /// Precompiled-module cache (default: `<data>/cache/modules`).
+    pub module_cache: Option<PathBuf>,
+    /// Region reported in ARNs.
+    pub region: String,
+    /// Account id reported in ARNs.
+    pub account_id: String,
+    /// Print START/END/REPORT and function logs to stdout.
+    pub log_invocations: bool,
+    /// Scheduler limits.
+    pub limits: LimitsConfig,
+    /// Async (Event) invocation executor.
+    #[serde(rename = "async")]
+    pub async_events: AsyncConfig,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub account_concurrency: u32,
+    pub min_unreserved_concurrency: u32,
+    /// 0: the host's MemTotal.
+    pub memory_budget_mb: u64,
+    pub instance_overhead_mb: u64,
+    pub keep_warm_ttl_s: u64,
+    pub provision_parallelism: usize,
+}
+
+/// `[async]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsyncConfig {
+    pub max_attempts: u32,
+    pub retry_delay_ms: u64,
+    pub concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: "127.0.0.1:9000".into(),
+            grpc: "127.0.0.1:50051".into(),
+            data: None,
+            module_cache: None,
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            log_invocations: true,
+            limits: LimitsConfig::default(),
+            async_events: AsyncConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            account_concurrency: 1000,
+            min_unreserved_concurrency: 100,
+            memory_budget_mb: 0,
+            instance_overhead_mb: 16,
+            keep_warm_ttl_s: 600,
+            provision_parallelism: 2,
+        }
+    }
+}
+
+impl Default for AsyncConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_delay_ms: 1000,
+            concurrency: 4,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The scheduler limits this config asks for.
+    pub fn scheduler_limits(&self) -> thaw_scheduler::Limits {
+        let l = &self.limits;
+        let budget = if l.memory_budget_mb == 0 {
+            host_memory_bytes()
+        } else {
+            l.memory_budget_mb << 20
+        };
+        thaw_scheduler::Limits {
+            account_concurrency: l.account_concurrency,
+            min_unreserved_concurrency: l.min_unreserved_concurrency,
+            memory_budget_bytes: budget,
+            keep_warm_ttl: Duration::from_secs(l.keep_warm_ttl_s),
+            provision_parallelism: l.provision_parallelism.max(1),
+        }
+    }
+}
+
+/// MemTotal from /proc/meminfo (8 GiB if unreadable).
+pub fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb << 10)
+        })
+        .unwrap_or(8 << 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_defaults_and_overrides() {
+        let c = Config::parse("http = \"0.0.0.0:1\"\n[limits]\naccount_concurrency = 7\n[async]\nretry_delay_ms = 5\n").unwrap();
+        assert_eq!(c.http, "0.0.0.0:1");
+        assert_eq!(c.grpc, "127.0.0.1:50051");
+        assert_eq!(c.scheduler_limits().account_concurrency, 7);
+        assert_eq!(c.async_events.retry_delay_ms, 5);
+        assert_eq!(c.async_events.max_attempts, 3);
+        assert!(Config::parse("bogus = 1").is_err());
+    }
+}

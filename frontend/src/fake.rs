@@ -1,0 +1,143 @@
+//! A [`Backend`] over the scheduler's [`FakeFactory`] ([`FakeBackend`]), so the HTTP and gRPC surfaces are testable
+//! without KVM. The fake "function" answers `{"echo": <event>}` and obeys a few event keys:
+//! `{"fail": true}` (function error), `{"crash": true}` (instance dies), `{"sleep_ms": N}`.
+//! A function whose handler is `fail.init` fails its build (init error).
+use crate::backend::Backend;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thaw_scheduler::fake::{FakeFactory, FakeInstance};
+use thaw_scheduler::{FactoryError, FunctionVersion, InstanceFactory, RestoreKind};
+use thaw_worker::factory::{ColdStart, StartKind};
+use thaw_worker::{FunctionSpec, InvokeOutcome, InvokeRequest, WorkerError};
+
+/// The scheduler's fake factory plus the specs the service registered.
+#[derive(Debug, Clone)]
+pub struct FakeBackend {
+    /// The wrapped fake (restore/discard counters, failure and delay knobs).
+    pub factory: FakeFactory,
+    specs: Arc<Mutex<HashMap<FunctionVersion, Arc<FunctionSpec>>>>,
+    invoked: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl FakeBackend {
+    /// A fake charging `memory_bytes` per instance.
+    pub fn new(memory_bytes: u64) -> Self {
+        Self {
+            factory: FakeFactory::new(memory_bytes),
+            specs: Arc::default(),
+            invoked: Arc::default(),
+        }
+    }
+
+    /// Payloads of every invocation so far, in order.
+    pub fn invoked(&self) -> Vec<Vec<u8>> {
+        self.invoked.lock().clone()
+    }
+}
+
+impl InstanceFactory for FakeBackend {
+    type Instance = FakeInstance;
+
+    fn restore(
+        &self,
+        fv: &FunctionVersion,
+        kind: RestoreKind,
+    ) -> impl Future<Output = Result<FakeInstance, FactoryError>> + Send {
+        let known = self.specs.lock().contains_key(fv);
+        let unknown = fv.clone();
+        let fut = self.factory.restore(fv, kind);
+        async move {
+            if !known {
+                return Err(FactoryError::UnknownVersion(unknown));
+            }
+            fut.await
+        }
+    }
+
+    fn memory_bytes(&self, fv: &FunctionVersion) -> u64 {
+        self.factory.memory_bytes(fv)
+    }
+
+    fn discard(&self, instance: FakeInstance) {
+        self.factory.discard(instance)
+    }
+}
+
+impl Backend for FakeBackend {
+    fn define(&self, fv: &FunctionVersion, spec: Arc<FunctionSpec>) {
+        self.specs.lock().insert(fv.clone(), spec);
+    }
+
+    fn forget(&self, fv: &FunctionVersion) {
+        self.specs.lock().remove(fv);
+    }
+
+    async fn build(&self, fv: &FunctionVersion) -> Result<ColdStart, WorkerError> {
+        let handler = self.specs.lock().get(fv).map(|s| s.handler.clone());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        match handler.as_deref() {
+            Some("fail.init") => Err(WorkerError::InitFailed {
+                body: br#"{"errorMessage": "boom at import", "errorType": "RuntimeError"}"#
+                    .to_vec(),
+                log: b"Traceback: boom\n".to_vec(),
+            }),
+            Some(_) => Ok(ColdStart {
+                kind: StartKind::Boot,
+                duration: Duration::from_millis(5),
+            }),
+            None => Err(WorkerError::NotReady),
+        }
+    }
+
+    async fn invoke(
+        &self,
+        instance: &FakeInstance,
+        req: InvokeRequest,
+    ) -> Result<InvokeOutcome, WorkerError> {
+        let t0 = Instant::now();
+        self.invoked.lock().push(req.payload.clone());
+        let event: serde_json::Value =
+            serde_json::from_slice(&req.payload).unwrap_or(serde_json::Value::Null);
+        if let Some(ms) = event.get("sleep_ms").and_then(|v| v.as_u64()) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let log = format!("fake instance {} ran\n", instance.serial).into_bytes();
+        if event.get("crash").is_some() {
+            return Err(WorkerError::Crashed {
+                message: "fake crash".into(),
+                log,
+            });
+        }
+        let request_id = req
+            .request_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (function_error, body) = if event.get("fail").is_some() {
+            (
+                true,
+                br#"{"errorMessage": "fake failure", "errorType": "Exception"}"#.to_vec(),
+            )
+        } else {
+            (
+                false,
+                serde_json::json!({"echo": event}).to_string().into_bytes(),
+            )
+        };
+        Ok(InvokeOutcome {
+            request_id,
+            function_error,
+            body,
+            log,
+            duration: t0.elapsed(),
+        })
+    }
+
+    fn cold_start(&self, _instance: &FakeInstance) -> ColdStart {
+        ColdStart {
+            kind: StartKind::Restore,
+            duration: Duration::from_millis(1),
+        }
+    }
+}

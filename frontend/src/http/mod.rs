@@ -1,0 +1,123 @@
+//! The Lambda-compatible HTTP API (rest-json, as botocore speaks it; see LAMBDA-API.md) and
+//! `/metrics`. Handlers parse requests and shape responses; the work happens in
+//! [`crate::service`] and [`crate::lifecycle`]; errors become responses only in
+//! [`crate::errors`].
+mod concurrency;
+mod functions;
+mod invoke;
+
+use crate::backend::Backend;
+use crate::errors::ApiError;
+use crate::service::Service;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Largest request body accepted (a 50 MB zip, base64 in JSON).
+pub const MAX_BODY: usize = 80 << 20;
+
+/// The `Qualifier` query parameter.
+#[derive(Debug, Deserialize, Default)]
+pub struct QualifierQuery {
+    #[serde(rename = "Qualifier")]
+    pub qualifier: Option<String>,
+}
+
+/// The HTTP API over `svc`.
+pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
+    Router::new()
+        .route(
+            "/2015-03-31/functions",
+            post(functions::create::<B>).get(functions::list::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(functions::create::<B>).get(functions::list::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get::<B>).delete(functions::delete::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_configuration::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            put(functions::update_code::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            post(functions::publish::<B>).get(functions::list_versions::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            post(functions::create_alias::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(functions::get_alias::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke::<B>),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            put(concurrency::put_provisioned::<B>)
+                .get(concurrency::get_provisioned::<B>)
+                .delete(concurrency::delete_provisioned::<B>),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(concurrency::put_reserved::<B>).delete(concurrency::delete_reserved::<B>),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get_reserved::<B>),
+        )
+        .route("/metrics", get(metrics::<B>))
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::ResourceNotFound("Unknown operation".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(add_request_id))
+        .with_state(svc)
+}
+
+/// Every response carries `x-amzn-RequestId`.
+async fn add_request_id(mut resp: Response) -> Response {
+    if !resp.headers().contains_key("x-amzn-requestid") {
+        if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+    }
+    resp
+}
+
+async fn metrics<B: Backend>(State(svc): State<Arc<Service<B>>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        svc.render_metrics(),
+    )
+        .into_response()
+}
+
+/// Parses a JSON body (empty means `{}`) into `T`; malformed input is InvalidParameterValue.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidParameter(format!("invalid request body: {e}")))
+}
+
+/// A JSON response with `status`.
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}

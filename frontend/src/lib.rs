@@ -1,0 +1,27 @@
+//! thaw's frontend library: `thaw serve` (the Lambda-compatible HTTP API, the gRPC service, the
+//! function registry, async invocations, metrics) over the scheduler. The service is generic over
+//! its [`backend::Backend`] so tests drive it with a fake instead of microVMs.
+#![forbid(unsafe_code)]
+
+pub mod async_queue;
+pub mod backend;
+pub mod config;
+pub mod errors;
+pub mod fake;
+pub mod grpc;
+pub mod http;
+pub mod lifecycle;
+pub mod logs;
+pub mod metrics;
+pub mod names;
+pub mod registry;
+pub mod serve;
+pub mod service;
+pub mod shapes;
+pub mod time;
+
+/// The generated gRPC types and service traits (`proto/thaw.proto`).
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("thaw.v1");
+}

@@ -1,0 +1,243 @@
+//! Prometheus metrics with OpenTelemetry FaaS names (`faas.invocations`, `faas.coldstarts`,
+//! `faas.init_duration`, `faas.invoke_duration`, `faas.errors`, `faas.timeouts`) rendered in the
+//! text exposition format, plus throttles, async-queue counters and the scheduler's pool gauges
+//! (provisioned requested/allocated/available) read at scrape time. Labels: `function`, `version`
+//! and `start` (`warm`, `boot` or `restore`).
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+use thaw_scheduler::SchedulerStats;
+
+/// Histogram bucket upper bounds, seconds.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS.iter().zip(self.counts) {
+            cumulative += c;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    invocations: u64,
+    coldstarts: u64,
+    errors: u64,
+    timeouts: u64,
+    invoke: Histogram,
+    init: Histogram,
+}
+
+type Key = (String, String, &'static str);
+
+#[derive(Debug, Default)]
+struct Inner {
+    series: BTreeMap<Key, Series>,
+    throttles: BTreeMap<Key, u64>,
+    async_events: BTreeMap<&'static str, u64>,
+}
+
+/// What one invocation contributes.
+#[derive(Debug)]
+pub struct Observation<'a> {
+    pub function: &'a str,
+    pub version: &'a str,
+    /// `warm`, `boot` or `restore`.
+    pub start: &'static str,
+    pub duration: Duration,
+    /// Init/restore time when this was a cold start.
+    pub init: Option<Duration>,
+    pub error: bool,
+    pub timeout: bool,
+}
+
+/// The service's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Records one invocation.
+    pub fn observe(&self, o: &Observation<'_>) {
+        let mut inner = self.inner.lock();
+        let s = inner
+            .series
+            .entry((o.function.to_string(), o.version.to_string(), o.start))
+            .or_default();
+        s.invocations += 1;
+        s.invoke.observe(o.duration.as_secs_f64());
+        if let Some(init) = o.init {
+            s.coldstarts += 1;
+            s.init.observe(init.as_secs_f64());
+        }
+        s.errors += u64::from(o.error);
+        s.timeouts += u64::from(o.timeout);
+    }
+
+    /// Records a throttled invoke.
+    pub fn throttle(&self, function: &str, version: &str, reason: &'static str) {
+        *self
+            .inner
+            .lock()
+            .throttles
+            .entry((function.to_string(), version.to_string(), reason))
+            .or_default() += 1;
+    }
+
+    /// Counts an async event outcome (`queued`, `succeeded`, `retried`, `failed`, `dropped`).
+    pub fn async_event(&self, outcome: &'static str) {
+        *self.inner.lock().async_events.entry(outcome).or_default() += 1;
+    }
+
+    /// The text exposition, with `stats` as gauges.
+    pub fn render(&self, stats: &SchedulerStats, queued_events: u64) -> String {
+        let inner = self.inner.lock();
+        let mut out = String::with_capacity(4096);
+        let labels = |(f, v, s): &Key, key: &str| {
+            format!(
+                "function=\"{}\",version=\"{}\",{key}=\"{s}\"",
+                escape(f),
+                escape(v)
+            )
+        };
+        let counters: [(&str, &str, fn(&Series) -> u64); 4] = [
+            (
+                "faas_invocations_total",
+                "Invocations (faas.invocations).",
+                |s| s.invocations,
+            ),
+            (
+                "faas_coldstarts_total",
+                "Invocations that started an instance (faas.coldstarts).",
+                |s| s.coldstarts,
+            ),
+            (
+                "faas_errors_total",
+                "Invocations that failed (faas.errors).",
+                |s| s.errors,
+            ),
+            (
+                "faas_timeouts_total",
+                "Invocations that timed out (faas.timeouts).",
+                |s| s.timeouts,
+            ),
+        ];
+        for (name, help, get) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (k, s) in &inner.series {
+                let _ = writeln!(out, "{name}{{{}}} {}", labels(k, "start"), get(s));
+            }
+        }
+        for (name, help, init) in [
+            (
+                "faas_invoke_duration_seconds",
+                "Handler duration (faas.invoke_duration).",
+                false,
+            ),
+            (
+                "faas_init_duration_seconds",
+                "Boot or restore duration of cold starts (faas.init_duration).",
+                true,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (k, s) in &inner.series {
+                let h = if init { &s.init } else { &s.invoke };
+                if h.count > 0 {
+                    h.render(&mut out, name, &labels(k, "start"));
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP thaw_throttles_total Invokes answered 429.\n# TYPE thaw_throttles_total counter");
+        for (k, n) in &inner.throttles {
+            let _ = writeln!(out, "thaw_throttles_total{{{}}} {n}", labels(k, "reason"));
+        }
+        let _ = writeln!(out, "# HELP thaw_async_events_total Async event outcomes.\n# TYPE thaw_async_events_total counter");
+        for (outcome, n) in &inner.async_events {
+            let _ = writeln!(out, "thaw_async_events_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        drop(inner);
+        let gauges: [(&str, &str, fn(&thaw_scheduler::PoolStats) -> u32); 6] = [
+            (
+                "faas_provisioned_requested",
+                "RequestedProvisionedConcurrentExecutions.",
+                |p| p.provisioned_requested,
+            ),
+            (
+                "faas_provisioned_allocated",
+                "AllocatedProvisionedConcurrentExecutions.",
+                |p| p.provisioned_allocated,
+            ),
+            (
+                "faas_provisioned_available",
+                "AvailableProvisionedConcurrentExecutions.",
+                |p| p.provisioned_available,
+            ),
+            ("thaw_pool_idle", "Idle on-demand instances.", |p| p.idle),
+            ("thaw_pool_busy", "Busy on-demand instances.", |p| p.busy),
+            ("thaw_pool_restoring", "Instances being started.", |p| {
+                p.restoring
+            }),
+        ];
+        for (name, help, get) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for p in &stats.pools {
+                let fv = &p.function_version;
+                let _ = writeln!(
+                    out,
+                    "{name}{{function=\"{}\",version=\"{}\"}} {}",
+                    escape(&fv.function),
+                    escape(&fv.version),
+                    get(p)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE thaw_memory_used_bytes gauge\nthaw_memory_used_bytes {}",
+            stats.memory_used
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE thaw_memory_budget_bytes gauge\nthaw_memory_budget_bytes {}",
+            stats.memory_budget
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE thaw_async_queue_depth gauge\nthaw_async_queue_depth {queued_events}"
+        );
+        out
+    }
+}

@@ -1,0 +1,340 @@
+//! The service core both APIs call: the registry, the scheduler over a [`Backend`], metrics and
+//! logs, and the invoke path. Control-plane operations live in [`crate::lifecycle`].
+//!
+//! Synchronous invoke:
+//! 1. Resolve the name and qualifier to a version; it must be `Active`.
+//! 2. Lease an instance (free provisioned, else an on-demand slot -> warm idle or a new instance);
+//!    throttles become 429 with Lambda's reason.
+//! 3. Invoke it on the backend; a crash or timeout is a function error and the instance is
+//!    released unhealthy (discarded, replaced if provisioned).
+//! 4. Render START/END/REPORT (with Init/Restore Duration on a cold start), print it, record
+//!    metrics, and return the body with the tail of the log if asked.
+use crate::async_queue;
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::errors::ApiError;
+use crate::logs::{self, LogSink, Record};
+use crate::metrics::{Metrics, Observation};
+use crate::registry::{AsyncEvent, FunctionState, Registry, UpdateStatus, VersionConfig};
+use crate::shapes::ArnBase;
+use base64::Engine;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use thaw_scheduler::{LeaseError, Scheduler, StartType, SystemClock};
+use thaw_snapshotter::KvStore;
+use thaw_worker::{InvokeRequest, WorkerError};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Synchronous invocations carry at most 6 MiB.
+pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
+/// Asynchronous invocations carry at most 256 KiB.
+pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
+
+/// How a caller wants a function invoked (`X-Amz-Invocation-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+/// A synchronous invocation's result.
+#[derive(Debug)]
+pub struct SyncResult {
+    pub request_id: String,
+    pub version: String,
+    pub body: Vec<u8>,
+    pub function_error: bool,
+    /// Base64 of the log's last 4 KB, when the caller asked for `Tail`.
+    pub log_result: Option<String>,
+    /// The handler's duration as the worker measured it.
+    pub handler_duration: Duration,
+    /// `warm`, `boot` or `restore`.
+    pub start: &'static str,
+}
+
+/// One invocation's inputs.
+#[derive(Debug, Default)]
+pub struct InvokeInput {
+    pub payload: Vec<u8>,
+    pub client_context: Option<serde_json::Value>,
+    pub tail: bool,
+    pub request_id: Option<String>,
+}
+
+/// The service: shared by the HTTP and gRPC front ends and the async executor.
+#[derive(Debug)]
+pub struct Service<B: Backend> {
+    pub registry: Registry,
+    pub scheduler: Scheduler<B>,
+    pub metrics: Metrics,
+    pub arn: ArnBase,
+    pub config: Config,
+    logs: LogSink,
+    events: mpsc::UnboundedSender<AsyncEvent>,
+    queued: AtomicU64,
+    stop: watch::Sender<bool>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("opening the registry")]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+impl<B: Backend> Service<B> {
+    /// Opens the registry in `kv`, builds the scheduler over `backend`, re-registers every
+    /// version, restarts interrupted builds, re-applies reserved and provisioned concurrency, and
+    /// starts the async executor with the queued events (its task is returned; it ends after
+    /// [`Service::stop`]). Must run inside a tokio runtime.
+    pub fn start(
+        config: Config,
+        backend: B,
+        kv: Arc<dyn KvStore>,
+    ) -> Result<(Arc<Self>, JoinHandle<()>), ServiceError> {
+        let registry = Registry::open(kv)?;
+        let scheduler = Scheduler::new(backend, SystemClock, config.scheduler_limits());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let svc = Arc::new(Self {
+            registry,
+            scheduler,
+            metrics: Metrics::default(),
+            arn: ArnBase {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+            },
+            logs: LogSink {
+                enabled: config.log_invocations,
+            },
+            config,
+            events: tx,
+            queued: AtomicU64::new(0),
+            stop: watch::channel(false).0,
+        });
+        let _reaper = svc.scheduler.spawn_reaper(Duration::from_secs(1));
+        for cfg in svc.registry.all_versions() {
+            let interrupted = cfg.state == FunctionState::Pending
+                || cfg.last_update_status == UpdateStatus::InProgress;
+            if interrupted {
+                svc.spawn_build(cfg);
+            } else if let Err(e) = svc.define(&cfg) {
+                tracing::error!(function = %cfg.name, version = %cfg.version, error = %e, "cannot register version");
+            }
+        }
+        for (name, n) in svc.registry.all_reserved() {
+            if let Err(e) = svc.scheduler.put_reserved(&name, n) {
+                tracing::error!(function = %name, error = %e, "cannot re-apply reserved concurrency");
+            }
+        }
+        for rec in svc.registry.all_provisioned() {
+            let fv =
+                thaw_scheduler::FunctionVersion::new(rec.function.clone(), rec.version.clone());
+            match svc.scheduler.put_provisioned(&fv, rec.requested) {
+                Ok(_) => {
+                    tracing::info!(fv = %fv, n = rec.requested, "re-applied provisioned concurrency")
+                }
+                Err(e) => {
+                    tracing::error!(fv = %fv, error = %e, "cannot re-apply provisioned concurrency")
+                }
+            }
+        }
+        let backlog = svc.registry.load_events()?;
+        svc.queued.store(backlog.len() as u64, Ordering::Relaxed);
+        if !backlog.is_empty() {
+            tracing::info!(events = backlog.len(), "resuming queued async events");
+        }
+        let executor = async_queue::spawn_executor(Arc::clone(&svc), rx, backlog);
+        Ok((svc, executor))
+    }
+
+    /// Stops background work (the async executor; queued events stay stored).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once [`Service::stop`] was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// The backend (the scheduler's factory).
+    pub fn backend(&self) -> &B {
+        self.scheduler.factory()
+    }
+
+    /// Events stored and not yet finished.
+    pub fn queued_events(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn event_finished(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Resolves a reference to a version that can be invoked.
+    pub fn resolve_active(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Arc<VersionConfig>, ApiError> {
+        let cfg = self.registry.resolve(name, qualifier)?;
+        match cfg.state {
+            FunctionState::Active => Ok(cfg),
+            state => Err(ApiError::ResourceConflict(format!(
+                "The operation cannot be performed at this time. The function is currently in the following state: {}",
+                state.as_str()
+            ))),
+        }
+    }
+
+    /// Stores an Event invocation durably (synced) and hands it to the executor; returns its
+    /// request id.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        cfg: &VersionConfig,
+        input: InvokeInput,
+    ) -> Result<String, ApiError> {
+        if input.payload.len() > MAX_ASYNC_PAYLOAD {
+            return Err(too_large(input.payload.len(), MAX_ASYNC_PAYLOAD));
+        }
+        let event = AsyncEvent {
+            seq: 0,
+            request_id: input
+                .request_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            function: cfg.name.clone(),
+            version: cfg.version.clone(),
+            payload: base64::engine::general_purpose::STANDARD.encode(&input.payload),
+            attempts: 0,
+            client_context: input.client_context,
+            enqueued_ms: crate::time::now_ms(),
+        };
+        let svc = Arc::clone(self);
+        let event = tokio::task::spawn_blocking(move || svc.registry.enqueue_event(event))
+            .await
+            .map_err(|e| ApiError::Service(format!("event store task failed: {e}")))??;
+        let request_id = event.request_id.clone();
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.metrics.async_event("queued");
+        // The executor only stops at shutdown; the event stays stored and runs after a restart.
+        let _ = self.events.send(event);
+        Ok(request_id)
+    }
+
+    /// Runs one synchronous invocation of `cfg` (see the module doc).
+    pub async fn invoke(
+        &self,
+        cfg: &VersionConfig,
+        input: InvokeInput,
+    ) -> Result<SyncResult, ApiError> {
+        if input.payload.len() > MAX_SYNC_PAYLOAD {
+            return Err(too_large(input.payload.len(), MAX_SYNC_PAYLOAD));
+        }
+        let fv = cfg.function_version();
+        // 2.
+        let lease = match self.scheduler.lease(&fv).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                if let Some(reason) = e.throttle_reason() {
+                    self.metrics
+                        .throttle(&cfg.name, &cfg.version, reason.as_str());
+                    return Err(ApiError::TooManyRequests(reason));
+                }
+                let LeaseError::Restore(f) = e else {
+                    unreachable!("only restores fail without a throttle reason")
+                };
+                return Err(ApiError::Service(format!(
+                    "could not start an instance: {}",
+                    f.reason()
+                )));
+            }
+        };
+        let cold = (lease.start_type() == StartType::Restore)
+            .then(|| self.backend().cold_start(lease.instance()));
+        let start = cold.map_or("warm", |c| c.kind.as_str());
+        // 3.
+        let request_id = input
+            .request_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let req = InvokeRequest {
+            payload: input.payload,
+            request_id: Some(request_id.clone()),
+            client_context: input.client_context,
+        };
+        let outcome = self.backend().invoke(lease.instance(), req).await;
+        lease.release(outcome.is_ok());
+        let (body, function_error, log, duration, note, timeout) = match outcome {
+            Ok(o) => (o.body, o.function_error, o.log, o.duration, None, false),
+            Err(e) => {
+                let timeout = matches!(e, WorkerError::Timeout { .. });
+                let note = match &e {
+                    WorkerError::Timeout { .. } => Some(format!(
+                        "Task timed out after {:.2} seconds",
+                        cfg.timeout_s as f64
+                    )),
+                    other => Some(format!("Error: {other}")),
+                };
+                let duration = if timeout {
+                    Duration::from_secs(u64::from(cfg.timeout_s))
+                } else {
+                    Duration::ZERO
+                };
+                (
+                    e.to_error_json(),
+                    true,
+                    e.log().to_vec(),
+                    duration,
+                    note,
+                    timeout,
+                )
+            }
+        };
+        // 4.
+        let text = logs::render(&Record {
+            request_id: &request_id,
+            version: &cfg.version,
+            function_log: &log,
+            duration,
+            memory_mb: cfg.memory_mb,
+            cold,
+            platform_note: note.as_deref(),
+        });
+        self.logs.emit(&cfg.name, &cfg.version, &text);
+        self.metrics.observe(&Observation {
+            function: &cfg.name,
+            version: &cfg.version,
+            start,
+            duration,
+            init: cold.map(|c| c.duration),
+            error: function_error,
+            timeout,
+        });
+        Ok(SyncResult {
+            request_id,
+            version: cfg.version.clone(),
+            body,
+            function_error,
+            log_result: input.tail.then(|| logs::tail(&text)),
+            handler_duration: duration,
+            start,
+        })
+    }
+
+    /// The `/metrics` text.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .render(&self.scheduler.stats(), self.queued_events())
+    }
+}
+
+fn too_large(len: usize, max: usize) -> ApiError {
+    ApiError::RequestTooLarge(format!(
+        "Request must be smaller than {max} bytes for the InvokeFunction operation (got {len})"
+    ))
+}

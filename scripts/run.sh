@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The main job: set this machine up, then boot the example functions in thaw
+# microVMs and invoke them. Results (JSON) go to stdout, phase timings to stderr.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+scripts/setup.sh
+THAW=./target/release/thaw
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+step "hello: cold boot (CPython + handler init) and one invoke"
+$THAW run examples/hello --event '{"name": "thaw"}'
+
+step "init_heavy: cold boot, then 100 invokes of the same instance (warm p50/p99)"
+$THAW run examples/init_heavy --event '{}' --repeat 100
+
+step "fails: the handler raises (error JSON, exit 1)"
+$THAW run examples/fails --event '{}' || echo "(exit $?, as expected)" >&2
+
+step "slow: an infinite loop stopped at its 1 s timeout"
+$THAW run examples/slow --event '{}' --timeout 1 || echo "(exit $?, as expected)" >&2

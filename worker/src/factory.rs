@@ -1,0 +1,234 @@
+//! The worker's side of the scheduler: [`WorkerFactory`] implements
+//! `thaw_scheduler::InstanceFactory` over this host's microVMs. It keeps the spec of every
+//! function version the frontend registered, makes instances of them on blocking threads,
+//! invokes them, and tears them down off the async threads.
+//!
+//! Every instance is made by one function, [`WorkerFactory::make_instance`]: today it boots the
+//! version cold (`Instance::boot`); switching to snapshot restores means changing that function
+//! (and [`WorkerFactory::build`], which validates a version and will take its snapshot).
+use crate::error::WorkerError;
+use crate::instance::{FunctionSpec, Instance, InvokeOutcome, InvokeRequest};
+use crate::runtime::Runtime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use thaw_scheduler::{FactoryError, FunctionVersion, InstanceFactory, RestoreKind};
+
+/// Host memory charged per instance on top of its guest RAM (VMM structures, page tables, the
+/// vCPU thread): an estimate.
+pub const DEFAULT_OVERHEAD_BYTES: u64 = 16 << 20;
+
+/// How a fresh instance came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StartKind {
+    /// Booted cold: runtime init and function init ran.
+    Boot,
+    /// Restored from a snapshot taken after init.
+    Restore,
+}
+
+impl StartKind {
+    /// `boot` or `restore` (the metrics' start-type label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartKind::Boot => "boot",
+            StartKind::Restore => "restore",
+        }
+    }
+}
+
+/// What making an instance cost: reported once, on the instance's first (cold) invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdStart {
+    /// Boot or restore.
+    pub kind: StartKind,
+    /// Wall time to a ready instance (`Init Duration` or `Restore Duration`).
+    pub duration: Duration,
+}
+
+/// One live instance, shareable with the blocking thread that runs an invocation.
+#[derive(Debug)]
+pub struct WorkerInstance {
+    vm: Arc<Mutex<Instance>>,
+    cold: ColdStart,
+}
+
+impl WorkerInstance {
+    /// How this instance was made.
+    pub fn cold_start(&self) -> ColdStart {
+        self.cold
+    }
+}
+
+/// A version's specs, one per `AWS_LAMBDA_INITIALIZATION_TYPE`.
+#[derive(Debug)]
+struct Specs {
+    on_demand: Arc<FunctionSpec>,
+    provisioned: Arc<FunctionSpec>,
+}
+
+/// Makes, invokes and discards instances of registered function versions.
+#[derive(Debug)]
+pub struct WorkerFactory {
+    runtime: Arc<Runtime>,
+    specs: RwLock<HashMap<FunctionVersion, Specs>>,
+    overhead_bytes: u64,
+}
+
+impl WorkerFactory {
+    /// A factory booting `runtime`, charging `overhead_bytes` per instance besides guest RAM.
+    pub fn new(runtime: Runtime, overhead_bytes: u64) -> Self {
+        Self {
+            runtime: Arc::new(runtime),
+            specs: RwLock::new(HashMap::new()),
+            overhead_bytes,
+        }
+    }
+
+    /// Registers (or replaces) what `fv` runs. Instances already made keep their old spec; the
+    /// caller invalidates the scheduler's pool when it replaces one.
+    pub fn define(&self, fv: &FunctionVersion, spec: Arc<FunctionSpec>) {
+        let with = |kind: RestoreKind| {
+            let mut s = (*spec).clone();
+            s.version = fv.version.clone();
+            s.initialization_type = kind.initialization_type().to_string();
+            Arc::new(s)
+        };
+        let specs = Specs {
+            on_demand: with(RestoreKind::OnDemand),
+            provisioned: with(RestoreKind::Provisioned),
+        };
+        self.specs
+            .write()
+            .expect("spec map poisoned")
+            .insert(fv.clone(), specs);
+    }
+
+    /// Forgets `fv` (its function or version was deleted).
+    pub fn forget(&self, fv: &FunctionVersion) {
+        self.specs.write().expect("spec map poisoned").remove(fv);
+    }
+
+    fn spec(&self, fv: &FunctionVersion, kind: RestoreKind) -> Option<Arc<FunctionSpec>> {
+        let specs = self.specs.read().expect("spec map poisoned");
+        let s = specs.get(fv)?;
+        Some(Arc::clone(match kind {
+            RestoreKind::OnDemand => &s.on_demand,
+            RestoreKind::Provisioned => &s.provisioned,
+        }))
+    }
+
+    /// Prepares `fv` for fast starts and proves its init works. Today: one cold boot whose
+    /// instance is thrown away. Later: boot -> init -> snapshot into the store.
+    pub async fn build(&self, fv: &FunctionVersion) -> Result<ColdStart, WorkerError> {
+        let spec = self
+            .spec(fv, RestoreKind::OnDemand)
+            .ok_or(WorkerError::NotReady)?;
+        let runtime = Arc::clone(&self.runtime);
+        let (instance, cold) =
+            tokio::task::spawn_blocking(move || Self::make_instance(&runtime, spec))
+                .await
+                .map_err(|e| WorkerError::Crashed {
+                    message: format!("build thread failed: {e}"),
+                    log: Vec::new(),
+                })??;
+        drop_off_thread(instance);
+        Ok(cold)
+    }
+
+    /// The one place an instance of a version is made (blocking). Switch this to a snapshot
+    /// restore (and return `StartKind::Restore`) once the snapshot path lands.
+    fn make_instance(
+        runtime: &Runtime,
+        spec: Arc<FunctionSpec>,
+    ) -> Result<(Instance, ColdStart), WorkerError> {
+        let t0 = Instant::now();
+        let (instance, _timings) = Instance::boot(runtime, spec)?;
+        Ok((
+            instance,
+            ColdStart {
+                kind: StartKind::Boot,
+                duration: t0.elapsed(),
+            },
+        ))
+    }
+
+    /// Runs one invocation on a blocking thread. `Err` means the instance is dead (crashed or
+    /// timed out): release its lease as unhealthy.
+    pub async fn invoke(
+        &self,
+        instance: &WorkerInstance,
+        req: InvokeRequest,
+    ) -> Result<InvokeOutcome, WorkerError> {
+        let vm = Arc::clone(&instance.vm);
+        tokio::task::spawn_blocking(move || {
+            vm.lock().map_err(|_| WorkerError::NotReady)?.invoke(&req)
+        })
+        .await
+        .map_err(|e| WorkerError::Crashed {
+            message: format!("invoke thread failed: {e}"),
+            log: Vec::new(),
+        })?
+    }
+}
+
+/// Tears an instance down on a blocking thread (unmapping guest RAM can take milliseconds).
+fn drop_off_thread(instance: Instance) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn_blocking(move || drop(instance));
+        }
+        Err(_) => drop(instance),
+    }
+}
+
+impl InstanceFactory for WorkerFactory {
+    type Instance = WorkerInstance;
+
+    async fn restore(
+        &self,
+        fv: &FunctionVersion,
+        kind: RestoreKind,
+    ) -> Result<WorkerInstance, FactoryError> {
+        let spec = self
+            .spec(fv, kind)
+            .ok_or_else(|| FactoryError::UnknownVersion(fv.clone()))?;
+        let runtime = Arc::clone(&self.runtime);
+        // If this future is dropped, the blocking task still finishes and drops its instance.
+        let made = tokio::task::spawn_blocking(move || Self::make_instance(&runtime, spec))
+            .await
+            .map_err(|e| FactoryError::restore_with("instance thread failed", e))?;
+        match made {
+            Ok((instance, cold)) => Ok(WorkerInstance {
+                vm: Arc::new(Mutex::new(instance)),
+                cold,
+            }),
+            Err(e) => {
+                let message = match &e {
+                    WorkerError::InitFailed { body, .. } => {
+                        format!("function init failed: {}", String::from_utf8_lossy(body))
+                    }
+                    other => format!(
+                        "starting an instance failed: {}",
+                        crate::error::error_chain(other)
+                    ),
+                };
+                Err(FactoryError::restore(message))
+            }
+        }
+    }
+
+    fn memory_bytes(&self, fv: &FunctionVersion) -> u64 {
+        let specs = self.specs.read().expect("spec map poisoned");
+        let memory_mb = specs.get(fv).map_or(512, |s| s.on_demand.memory_mb);
+        (u64::from(memory_mb) << 20) + self.overhead_bytes
+    }
+
+    fn discard(&self, instance: WorkerInstance) {
+        match Arc::try_unwrap(instance.vm) {
+            Ok(vm) => drop_off_thread(vm.into_inner().unwrap_or_else(|p| p.into_inner())),
+            // An invocation thread still holds it (its future was dropped): it frees it when done.
+            Err(_) => {}
+        }
+    }
+}

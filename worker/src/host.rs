@@ -1,0 +1,154 @@
+//! `Worker`: one host's view of a runtime, a snapshot store and local caches, with
+//! the high-level operations the CLI, the service and the benchmarks use.
+use crate::error::WorkerError;
+use crate::instance::{BootTimings, FunctionSpec, Instance};
+use crate::restore::{open_snapshot, restore, MemoryMode, OpenedSnapshot, RestoreTimings};
+use crate::runtime::Runtime;
+use crate::snapshot::{function_key, take_snapshot, SnapshotTimings};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use thaw_snapshotter::{SnapshotId, Store};
+
+/// Layout of the data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    /// Precompiled modules.
+    pub fn module_cache(&self) -> PathBuf {
+        self.root.join("cache/modules")
+    }
+    /// Decompressed memory files for the `mmap` mode.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("cache/images")
+    }
+    /// The snapshot store (chunks + RocksDB index).
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+}
+
+/// A host's runtime, store and caches.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    runtime: Arc<Runtime>,
+    store: Store,
+    data: DataDir,
+}
+
+/// How an instance came to be.
+#[derive(Debug, Clone, serde::Serialize)]
+pub enum StartTimings {
+    Boot(BootTimings),
+    Restore(RestoreTimings),
+}
+
+impl Worker {
+    /// Opens the store under `data` and loads the python runtime from `runtime_dir`.
+    pub fn open(data: DataDir, runtime_dir: &Path) -> Result<Self, WorkerError> {
+        let runtime = Arc::new(Runtime::python(runtime_dir, &data.module_cache())?);
+        let store = Store::open(&data.store()).map_err(WorkerError::Store)?;
+        Ok(Self {
+            runtime,
+            store,
+            data,
+        })
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// Cold boot + init (the `boot` mode).
+    pub fn boot(&self, spec: Arc<FunctionSpec>) -> Result<(Instance, BootTimings), WorkerError> {
+        Instance::boot(&self.runtime, spec)
+    }
+
+    /// Boots, inits and snapshots a function version; it becomes the current snapshot.
+    pub fn snapshot(
+        &self,
+        spec: &FunctionSpec,
+    ) -> Result<(SnapshotId, SnapshotTimings), WorkerError> {
+        spec.code.check_handler(&spec.handler)?;
+        take_snapshot(&self.runtime, &self.store, spec)
+    }
+
+    /// The current snapshot of a function version, if any.
+    pub fn current_snapshot(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<SnapshotId>, WorkerError> {
+        self.store
+            .current(&function_key(name, version))
+            .map_err(WorkerError::Store)
+    }
+
+    /// Opens a snapshot for restores (checks integrity marks and the runtime).
+    pub fn open_snapshot(
+        &self,
+        id: &SnapshotId,
+        code_hash: Option<&str>,
+    ) -> Result<OpenedSnapshot, WorkerError> {
+        open_snapshot(&self.store, id, &self.runtime.hash(), code_hash)
+    }
+
+    /// Restores one instance of an opened snapshot in `mode` (`boot` cold-boots its spec).
+    pub fn restore(
+        &self,
+        snap: &OpenedSnapshot,
+        mode: MemoryMode,
+    ) -> Result<(Instance, StartTimings), WorkerError> {
+        if mode == MemoryMode::Boot {
+            let (i, t) = self.boot(snap.spec.clone())?;
+            return Ok((i, StartTimings::Boot(t)));
+        }
+        let t0 = Instant::now();
+        let (i, mut t) = restore(&self.store, snap, mode, &self.data.images())?;
+        t.total = t0.elapsed();
+        Ok((i, StartTimings::Restore(t)))
+    }
+
+    /// Restores from the function version's current snapshot; when that snapshot
+    /// is corrupt or missing, rebuilds it from a cold boot of `spec` and restores
+    /// from the new one. Never restores from bytes that fail verification.
+    pub fn restore_or_rebuild(
+        &self,
+        spec: &FunctionSpec,
+        mode: MemoryMode,
+    ) -> Result<(Instance, StartTimings), WorkerError> {
+        let code_hash = spec.code.hash();
+        if let Some(id) = self.current_snapshot(&spec.name, &spec.version)? {
+            match self
+                .open_snapshot(&id, Some(&code_hash))
+                .and_then(|s| self.restore(&s, mode))
+            {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_snapshot_fault() => {
+                    eprintln!(
+                        "thaw: snapshot {id} unusable ({}); rebuilding from a cold boot",
+                        crate::error::error_chain(&e)
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (id, _) = self.snapshot(spec)?;
+        let snap = self.open_snapshot(&id, Some(&code_hash))?;
+        self.restore(&snap, mode)
+    }
+}
