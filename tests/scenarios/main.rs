@@ -8,4 +8,5 @@ mod hello;
 mod hypercall_cost;
 mod memory;
 mod payloads;
+mod snapshots;
 mod timeout;

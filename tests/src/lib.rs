@@ -17,17 +17,17 @@ pub fn cache_dir() -> PathBuf {
 
 /// The python3.12 runtime, loaded (and if needed compiled) once per test binary:
 /// tests run on parallel threads and must not race the first compile.
-pub fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+pub fn runtime() -> &'static Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        Runtime::python(&thaw_worker::runtime::default_runtime_dir(), &cache_dir()).unwrap_or_else(
-            |e| {
+        Runtime::python(&thaw_worker::runtime::default_runtime_dir(), &cache_dir())
+            .map(Arc::new)
+            .unwrap_or_else(|e| {
                 panic!(
                     "loading the python runtime: {}",
                     thaw_worker::error::error_chain(&e)
                 )
-            },
-        )
+            })
     })
 }
 
@@ -167,4 +167,12 @@ mod tests {
         let s = ascii_payload(10_000, 7);
         assert_eq!(serde_json::to_string(&s).unwrap().len(), s.len() + 2);
     }
+}
+
+/// A worker over the shared runtime and a fresh snapshot store in `dir`.
+pub fn worker(dir: &std::path::Path, opts: thaw_snapshotter::StoreOptions) -> thaw_worker::Worker {
+    let data = thaw_worker::DataDir::new(dir);
+    let store =
+        thaw_snapshotter::Store::open_with_options(&data.store(), opts).expect("open store");
+    thaw_worker::Worker::from_parts(runtime().clone(), store, data)
 }

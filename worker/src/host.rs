@@ -61,6 +61,16 @@ impl Worker {
         })
     }
 
+    /// Assembles a worker from parts (tests share one runtime; failure injection
+    /// passes a store opened with a fail point).
+    pub fn from_parts(runtime: Arc<Runtime>, store: Store, data: DataDir) -> Self {
+        Self {
+            runtime,
+            store,
+            data,
+        }
+    }
+
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
