@@ -26,6 +26,9 @@ pub enum Backing<'a> {
     FilePrivate(BorrowedFd<'a>),
     /// A shared mapping of a memfd (the pager fills it; clones map it privately).
     FileShared(BorrowedFd<'a>),
+    /// A new private hugetlbfs memfd (2 MiB pages), mapped shared; fails with
+    /// `MapMemory` when not enough huge pages are free.
+    Hugetlb,
 }
 
 /// Guest RAM mapped into this process.
@@ -71,7 +74,12 @@ impl GuestRam {
         }
         let aligned = (raw as usize + ALIGN - 1) & !(ALIGN - 1);
         let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let huge_fd = match &backing {
+            Backing::Hugetlb => Some(hugetlb_memfd(len)?),
+            _ => None,
+        };
         let (flags, fd) = match &backing {
+            Backing::Hugetlb => (libc::MAP_SHARED, huge_fd.as_ref().map_or(-1, |f| f.as_raw_fd())),
             Backing::Anonymous => (
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -207,6 +215,24 @@ impl Drop for GuestRam {
         // SAFETY: unmapping the reservation we created; no references outlive self.
         unsafe { libc::munmap(self.map.0 as *mut libc::c_void, self.map.1) };
     }
+}
+
+/// Creates a hugetlbfs memfd of `len` bytes (closed when the returned fd drops;
+/// the mapping keeps the memory alive).
+fn hugetlb_memfd(len: usize) -> Result<std::os::fd::OwnedFd, VmError> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the name is a NUL-terminated literal; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"thaw-guest-ram".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_HUGETLB | libc::MFD_HUGE_2MB) };
+    if fd < 0 {
+        return Err(VmError::MapMemory(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ftruncate on our own descriptor.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+        return Err(VmError::MapMemory(std::io::Error::last_os_error()));
+    }
+    Ok(fd)
 }
 
 /// Types that may be copied to and from guest RAM byte-for-byte: `#[repr(C)]`,

@@ -63,6 +63,8 @@ pub enum WorkerError {
     SnapshotStale { id: String },
     #[error("memory mode {0} is not available in this build")]
     ModeUnsupported(&'static str),
+    #[error("lazy memory: {0}")]
+    Pager(String),
 }
 
 impl WorkerError {
@@ -79,7 +81,7 @@ impl WorkerError {
                 | Self::SnapshotStale { .. }
                 | Self::StateBlob(_)
                 | Self::StateRecord(_)
-        )
+        ) || matches!(self, Self::Pager(m) if m.contains("corrupt"))
     }
 }
 

@@ -40,6 +40,7 @@ pub struct Worker {
     runtime: Arc<Runtime>,
     store: Store,
     data: DataDir,
+    shared: Arc<crate::lazy::SharedImages>,
 }
 
 /// How an instance came to be.
@@ -58,6 +59,7 @@ impl Worker {
             runtime,
             store,
             data,
+            shared: Default::default(),
         })
     }
 
@@ -68,6 +70,7 @@ impl Worker {
             runtime,
             store,
             data,
+            shared: Default::default(),
         }
     }
 
@@ -128,7 +131,7 @@ impl Worker {
             return Ok((i, StartTimings::Boot(t)));
         }
         let t0 = Instant::now();
-        let (i, mut t) = restore(&self.store, snap, mode, &self.data.images())?;
+        let (i, mut t) = restore(&self.store, snap, mode, &self.data.images(), &self.shared)?;
         t.total = t0.elapsed();
         Ok((i, StartTimings::Restore(t)))
     }

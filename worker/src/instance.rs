@@ -98,6 +98,9 @@ pub struct InvokeOutcome {
 /// A booted (or restored) instance.
 #[derive(Debug)]
 pub struct Instance {
+    /// The pager of a lazily restored VM; declared before `vm` so it stops before
+    /// guest RAM is unmapped (fields drop in declaration order).
+    lazy: Option<crate::lazy::LazyMemory>,
     vm: Vm,
     spec: Arc<FunctionSpec>,
     ready: bool,
@@ -235,6 +238,7 @@ impl Instance {
         match event {
             Ok(GuestEvent::Next) => Ok((
                 Self {
+                    lazy: None,
                     vm,
                     spec,
                     ready: true,
@@ -262,12 +266,30 @@ impl Instance {
     /// Wraps a VM restored from a snapshot taken in `Next`.
     pub fn restored(vm: Vm, spec: Arc<FunctionSpec>) -> Self {
         Self {
+            lazy: None,
             vm,
             spec,
             ready: true,
             fresh_restore: true,
             init_log: Vec::new(),
         }
+    }
+
+    /// Wraps a VM whose memory a pager fills lazily.
+    pub fn restored_lazy(vm: Vm, spec: Arc<FunctionSpec>, lazy: crate::lazy::LazyMemory) -> Self {
+        Self {
+            lazy: Some(lazy),
+            vm,
+            spec,
+            ready: true,
+            fresh_restore: true,
+            init_log: Vec::new(),
+        }
+    }
+
+    /// Pager statistics of a lazily restored instance.
+    pub fn pager_stats(&self) -> Option<thaw_pager::StatsSnapshot> {
+        self.lazy.as_ref().map(|l| l.handle.stats())
     }
 
     /// The microVM, mutably (saving state).
@@ -340,7 +362,15 @@ impl Instance {
         };
         drop(deadline);
         let log = self.vm.take_log();
+        let pager_error = self.lazy.as_ref().and_then(|l| l.handle.error());
         let fail = |e: VmError, log| match e {
+            _ if pager_error.is_some() => WorkerError::Crashed {
+                message: format!(
+                    "a guest page could not be served: {}",
+                    pager_error.as_ref().map(|p| p.to_string()).unwrap_or_default()
+                ),
+                log,
+            },
             VmError::Interrupted => WorkerError::Timeout {
                 secs: self.spec.timeout.as_secs_f64(),
                 log,
@@ -361,6 +391,9 @@ impl Instance {
                 })
             }
             Err(e) => return Err(fail(e, log)),
+        }
+        if let Some(lazy) = &mut self.lazy {
+            lazy.first_response_done();
         }
         let (function_error, body) = if response.too_large {
             let msg = format!("Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD} bytes).");

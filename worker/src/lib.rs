@@ -9,6 +9,7 @@ pub mod factory;
 pub mod function;
 pub mod host;
 pub mod instance;
+pub mod lazy;
 pub mod restore;
 pub mod runtime;
 pub mod snapshot;

@@ -197,8 +197,16 @@ pub fn restore(
     snap: &OpenedSnapshot,
     mode: MemoryMode,
     images_dir: &Path,
+    shared: &crate::lazy::SharedImages,
 ) -> Result<(Instance, RestoreTimings), WorkerError> {
     let t0 = Instant::now();
+    if matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch | MemoryMode::Shared) {
+        let (vm, lazy) = crate::lazy::lazy_restore(store, snap, mode, shared)?;
+        let total = t0.elapsed();
+        let instance = Instance::restored_lazy(vm, snap.spec.clone(), lazy);
+        let t = RestoreTimings { read_state: Duration::ZERO, memory: total, vm_restore: Duration::ZERO, total };
+        return Ok((instance, t));
+    }
     let ram = match mode {
         MemoryMode::Eager => eager_ram(store, &snap.manifest)?,
         MemoryMode::Mmap => mmap_ram(store, &snap.manifest, images_dir)?,

@@ -1,0 +1,169 @@
+//! The lazy restore modes on the userfaultfd pager: `uffd` (fill on first touch
+//! from the chunk store), `uffd+prefetch` (REAP: record the working set on the
+//! first restore, install it in bulk on later ones) and `shared` (clones share one
+//! lazily filled image, private copy-on-write).
+//!
+//! Restore steps (`lazy_restore`):
+//! 1. Map guest RAM: hugetlbfs (2 MiB pages: ~50x cheaper first touch here) when
+//!    enough huge pages are free, else anonymous 4 KiB memory with a warning; in
+//!    `shared` mode a private mapping of the snapshot's shared image.
+//! 2. Start this VM's pager over it, recording touched chunks when the snapshot
+//!    has no working set yet.
+//! 3. Install the chunks the VMM itself reads and writes (boot info, mailboxes,
+//!    log, request and response areas) before anything runs, so a corrupt chunk
+//!    there fails the restore cleanly instead of faulting the host.
+//! 4. `uffd+prefetch`: install the recorded working set in bulk.
+//! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
+use crate::error::WorkerError;
+use crate::restore::{MemoryMode, OpenedSnapshot};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use thaw_pager::{ChunkKind, GuestRegion, PageSource, Pager, PagerHandle, PagerOptions, SharedImage, SourceError};
+use thaw_snapshotter::{ChunkId, SnapshotId, Store, StoreError};
+use thaw_vmm::{Backing, GuestRam, Vm};
+
+/// Serves a snapshot's chunks to the pager, verified against their hashes.
+#[derive(Debug)]
+pub struct StoreSource {
+    store: Store,
+    chunks: Vec<Option<ChunkId>>,
+    chunk_size: usize,
+    len: usize,
+}
+
+impl StoreSource {
+    pub fn new(store: Store, snap: &OpenedSnapshot) -> Self {
+        let chunks = snap.manifest.chunks().map(|c| c.id).collect();
+        let chunk_size = snap.manifest.chunk_size as usize;
+        Self { store, chunks, chunk_size, len: snap.manifest.meta.memory_size as usize }
+    }
+}
+
+impl PageSource for StoreSource {
+    fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read_chunk(&self, index: usize, dst: &mut [u8]) -> Result<ChunkKind, SourceError> {
+        match self.chunks.get(index) {
+            None => Err(SourceError::OutOfRange { index, chunks: self.chunks.len() }),
+            Some(None) => Ok(ChunkKind::Zero),
+            Some(Some(id)) => match self.store.read_chunk_into(id, dst) {
+                Ok(n) => {
+                    dst[n..].fill(0);
+                    Ok(ChunkKind::Data)
+                }
+                Err(e @ StoreError::CorruptChunk { .. }) => Err(SourceError::CorruptChunk { index, detail: e.to_string() }),
+                Err(e) => Err(SourceError::ReadChunk { index, source: Box::new(e) }),
+            },
+        }
+    }
+}
+
+/// The pager side of a lazily restored instance. Declared before the VM in
+/// `Instance`, so it stops before guest RAM is unmapped.
+#[derive(Debug)]
+pub struct LazyMemory {
+    pub handle: PagerHandle,
+    /// Where to store the working set after the first response, when recording.
+    pub record_to: Option<(Store, SnapshotId)>,
+    pub mode: MemoryMode,
+}
+
+impl LazyMemory {
+    /// After the first response: store the recorded working set (first restore only).
+    pub fn first_response_done(&mut self) {
+        if let Some((store, id)) = self.record_to.take() {
+            let ws = self.handle.take_working_set();
+            if let Err(e) = store.set_working_set(&id, &ws) {
+                eprintln!("thaw: storing the working set of {id}: {e}");
+            }
+        }
+    }
+}
+
+/// Shared images per snapshot (`shared` mode), kept by the worker.
+#[derive(Debug, Default)]
+pub struct SharedImages(Mutex<HashMap<SnapshotId, Arc<SharedImage>>>);
+
+impl SharedImages {
+    fn get(&self, id: &SnapshotId, len: usize) -> Result<Arc<SharedImage>, WorkerError> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(img) = map.get(id) {
+            return Ok(img.clone());
+        }
+        let huge = thaw_pager::free_huge_pages() * thaw_pager::HUGE_PAGE_SIZE >= len;
+        let img = Arc::new(SharedImage::create(len, huge).map_err(|e| WorkerError::Pager(e.to_string()))?);
+        map.insert(*id, img.clone());
+        Ok(img)
+    }
+}
+
+/// The chunk indices covering what the VMM accesses itself (step 3).
+fn vmm_chunks(chunk_size: u64) -> std::ops::Range<u32> {
+    let (lo, hi) = (thaw_abi::layout::BOOT_INFO, thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE);
+    (lo / chunk_size) as u32..hi.div_ceil(chunk_size) as u32
+}
+
+/// Restores a VM whose memory the pager fills lazily (see the module doc).
+pub fn lazy_restore(store: &Store, snap: &OpenedSnapshot, mode: MemoryMode, shared: &SharedImages) -> Result<(Vm, LazyMemory), WorkerError> {
+    let len = snap.manifest.meta.memory_size;
+    // 1. Guest RAM.
+    let (ram, backing) = match mode {
+        MemoryMode::Shared => {
+            let image = shared.get(&snap.manifest.id, len as usize)?;
+            let ram = GuestRam::new(len, Backing::FilePrivate(std::os::fd::AsFd::as_fd(image.fd())))?;
+            (ram, thaw_pager::Backing::SharedMemfd(image))
+        }
+        _ => match GuestRam::new(len, Backing::Hugetlb) {
+            Ok(ram) => (ram, thaw_pager::Backing::Hugetlb),
+            Err(e) => {
+                warn_once(&format!("no free huge pages for a {} MiB guest ({e}); using 4 KiB pages (slower first touch)", len >> 20));
+                (GuestRam::new(len, Backing::Anonymous)?, thaw_pager::Backing::Anonymous)
+            }
+        },
+    };
+    // 2. The pager.
+    let record = matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch) && snap.manifest.working_set.is_none();
+    let region = GuestRegion { host_addr: thaw_pager::HostAddr(ram.host_addr().0), len: len as usize, backing };
+    let source = Arc::new(StoreSource::new(store.clone(), snap));
+    let opts = PagerOptions { record, ..Default::default() };
+    #[allow(unsafe_code)]
+    // SAFETY: `ram` is a fresh, unpopulated mapping of `len` bytes of the kind
+    // `backing` names, 2 MiB aligned. It is moved into the `Vm` that lives in the
+    // same `Instance` as the returned `LazyMemory`, which is declared before the VM,
+    // so the pager stops before the mapping is unmapped. The VMM never holds Rust
+    // references into guest RAM (it copies through raw pointers), and it touches
+    // only the chunks installed in step 3 below.
+    let handle = unsafe { Pager::start(region, source, opts) }.map_err(|e| WorkerError::Pager(e.to_string()))?;
+    // 3. What the VMM touches.
+    let vmm: Vec<u32> = vmm_chunks(snap.manifest.chunk_size).collect();
+    handle.prefetch_blocking(&vmm).map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+    // 4. The working set.
+    if mode == MemoryMode::UffdPrefetch {
+        if let Some(ws) = &snap.manifest.working_set {
+            handle.prefetch_blocking(ws).map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+        }
+    }
+    // 5. The vCPU.
+    let vm = Vm::restore(ram, &snap.vm_state)?;
+    let record_to = record.then(|| (store.clone(), snap.manifest.id));
+    Ok((vm, LazyMemory { handle, record_to, mode }))
+}
+
+/// A chunk the pager could not serve: the snapshot is marked bad.
+pub fn pager_fault(store: &Store, id: &SnapshotId, msg: &str) -> WorkerError {
+    if msg.contains("corrupt") {
+        let _ = store.mark_bad(id, msg);
+    }
+    WorkerError::Pager(format!("snapshot {id}: {msg}"))
+}
+
+fn warn_once(msg: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| eprintln!("thaw: warning: {msg}"));
+}
