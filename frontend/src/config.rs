@@ -61,6 +61,8 @@ pub struct Config {
     pub account_id: String,
     /// Print START/END/REPORT and function logs to stdout.
     pub log_invocations: bool,
+    /// Memory mode of restores: eager, mmap, uffd, uffd+prefetch, shared (or boot).
+    pub restore_mode: String,
     /// Scheduler limits.
     pub limits: LimitsConfig,
     /// Async (Event) invocation executor.
@@ -97,6 +99,7 @@ impl Default for Config {
             grpc: "127.0.0.1:50051".into(),
             data: None,
             module_cache: None,
+            restore_mode: "uffd+prefetch".into(),
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             log_invocations: true,

@@ -1,5 +1,6 @@
 //! The `thaw` command line.
 #![forbid(unsafe_code)]
+mod bench_cli;
 mod paths;
 mod run;
 mod snapshot_cli;
@@ -24,12 +25,15 @@ enum Command {
     Store(snapshot_cli::StoreArgs),
     /// Serve the Lambda-compatible HTTP API and the gRPC service.
     Serve(thaw_frontend::serve::ServeArgs),
+    /// Benchmark cold starts per memory mode; writes JSON, Markdown and SVG charts.
+    Bench(bench_cli::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench_cli::bench(args),
         Command::Snapshot(args) => snapshot_cli::snapshot(args),
         Command::Store(args) => snapshot_cli::store(args),
         Command::Serve(args) => {

@@ -54,6 +54,8 @@ struct Series {
 }
 
 type Key = (String, String, &'static str);
+/// (name, help, getter) of a counter or gauge family.
+type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -132,7 +134,7 @@ impl Metrics {
                 escape(v)
             )
         };
-        let counters: [(&str, &str, fn(&Series) -> u64); 4] = [
+        let counters: [Family<Series, u64>; 4] = [
             (
                 "faas_invocations_total",
                 "Invocations (faas.invocations).",
@@ -189,7 +191,7 @@ impl Metrics {
             let _ = writeln!(out, "thaw_async_events_total{{outcome=\"{outcome}\"}} {n}");
         }
         drop(inner);
-        let gauges: [(&str, &str, fn(&thaw_scheduler::PoolStats) -> u32); 6] = [
+        let gauges: [Family<thaw_scheduler::PoolStats, u32>; 6] = [
             (
                 "faas_provisioned_requested",
                 "RequestedProvisionedConcurrentExecutions.",

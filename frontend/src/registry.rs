@@ -401,8 +401,7 @@ impl Registry {
         let newest = entry
             .versions
             .values()
-            .filter(|v| v.version != "$LATEST")
-            .next_back()
+            .rfind(|v| v.version != "$LATEST")
             .cloned();
         if let Some(newest) = &newest {
             if newest.same_code_and_config(&latest) {

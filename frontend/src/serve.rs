@@ -184,8 +184,10 @@ pub fn main(
     rt.block_on(async move {
         let kv = thaw_snapshotter::RocksKv::open(&data.join("registry")).context("opening the registry database")?;
         let cache = config.module_cache.clone().unwrap_or_else(|| module_cache(&data));
-        let runtime = thaw_worker::Runtime::python(&thaw_worker::runtime::default_runtime_dir(), &cache).context("loading the python3.12 runtime")?;
-        let factory = thaw_worker::factory::WorkerFactory::new(runtime, config.limits.instance_overhead_mb << 20);
+        let mode: thaw_worker::MemoryMode = config.restore_mode.parse().map_err(anyhow::Error::msg)?;
+        let worker = thaw_worker::Worker::open_with_cache(thaw_worker::DataDir::new(&data), &thaw_worker::runtime::default_runtime_dir(), &cache)
+            .context("loading the python3.12 runtime and the snapshot store")?;
+        let factory = thaw_worker::factory::WorkerFactory::new(worker, mode, config.limits.instance_overhead_mb << 20);
         let running = start(config, factory, Arc::new(kv)).await?;
         tracing::info!(http = %running.http, grpc = %running.grpc, data = %data.display(), "thaw serve is listening");
         println!("thaw serve: http://{} grpc://{} data {}", running.http, running.grpc, data.display());

@@ -15,12 +15,22 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn report(what: &str, v: &mut [f64]) {
-    println!("{what}: n={} p50 {:.1} us p99 {:.1} us", v.len(), pct(v, 0.5), pct(v, 0.99));
+    println!(
+        "{what}: n={} p50 {:.1} us p99 {:.1} us",
+        v.len(),
+        pct(v, 0.5),
+        pct(v, 0.99)
+    );
 }
 
 async fn create(http: &Http, name: &str) {
     let _ = http.delete(&format!("/2015-03-31/functions/{name}")).await;
-    let r = http.post_json("/2015-03-31/functions", create_body(name, "hello", "app.handler")).await;
+    let r = http
+        .post_json(
+            "/2015-03-31/functions",
+            create_body(name, "hello", "app.handler"),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(http.wait_state(name).await["State"], "Active");
 }
@@ -28,16 +38,28 @@ async fn create(http: &Http, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_serve() {
-    let (Ok(h), Ok(g)) = (std::env::var("THAW_BENCH_HTTP"), std::env::var("THAW_BENCH_GRPC")) else {
+    let (Ok(h), Ok(g)) = (
+        std::env::var("THAW_BENCH_HTTP"),
+        std::env::var("THAW_BENCH_GRPC"),
+    ) else {
         println!("SKIPPED: set THAW_BENCH_HTTP and THAW_BENCH_GRPC");
         return;
     };
     let http = Http::new(h.parse().unwrap());
     let mut grpc = ThawClient::connect(format!("http://{g}")).await.unwrap();
     create(&http, "bench").await;
-    assert_eq!(http.post_json("/2015-03-31/functions/bench/versions", json!({})).await.status, 201);
+    assert_eq!(
+        http.post_json("/2015-03-31/functions/bench/versions", json!({}))
+            .await
+            .status,
+        201
+    );
     http.wait_state("bench?Qualifier=1").await;
-    http.put_json("/2019-09-30/functions/bench/provisioned-concurrency?Qualifier=1", json!({"ProvisionedConcurrentExecutions": 2})).await;
+    http.put_json(
+        "/2019-09-30/functions/bench/provisioned-concurrency?Qualifier=1",
+        json!({"ProvisionedConcurrentExecutions": 2}),
+    )
+    .await;
     http.wait_provisioned("bench", "1").await;
 
     // Warm latency, sequential, handler time subtracted.
@@ -62,7 +84,12 @@ async fn bench_serve() {
     for i in 0..N + 100 {
         let t0 = Instant::now();
         let r = grpc
-            .invoke(proto::InvokeRequest { function_name: "bench".into(), qualifier: "1".into(), payload: b"{}".to_vec(), ..Default::default() })
+            .invoke(proto::InvokeRequest {
+                function_name: "bench".into(),
+                qualifier: "1".into(),
+                payload: b"{}".to_vec(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -83,7 +110,14 @@ async fn bench_serve() {
             tokio::spawn(async move {
                 let mut ok = 0u32;
                 for _ in 0..500 {
-                    let r = c.invoke(proto::InvokeRequest { function_name: "bench".into(), qualifier: "1".into(), payload: b"{}".to_vec(), ..Default::default() }).await;
+                    let r = c
+                        .invoke(proto::InvokeRequest {
+                            function_name: "bench".into(),
+                            qualifier: "1".into(),
+                            payload: b"{}".to_vec(),
+                            ..Default::default()
+                        })
+                        .await;
                     ok += u32::from(r.is_ok());
                 }
                 ok
@@ -95,7 +129,10 @@ async fn bench_serve() {
         ok += t.await.unwrap();
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!("throughput: {ok} ok invokes (8 gRPC callers) in {secs:.2} s = {:.0} invokes/s", ok as f64 / secs);
+    println!(
+        "throughput: {ok} ok invokes (8 gRPC callers) in {secs:.2} s = {:.0} invokes/s",
+        ok as f64 / secs
+    );
 
     // Spillover: the first invoke of a fresh version starts an instance on demand.
     let mut spill = Vec::new();
@@ -109,21 +146,35 @@ async fn bench_serve() {
         http.delete(&format!("/2015-03-31/functions/{name}")).await;
     }
     spill.iter_mut().for_each(|v| *v /= 1000.0);
-    println!("spillover (cold start on demand, HTTP): {:?} ms", spill.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>());
+    println!(
+        "spillover (cold start on demand, HTTP): {:?} ms",
+        spill.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>()
+    );
 
     // Time to READY.
     let sizes = std::env::var("THAW_BENCH_READY").unwrap_or_else(|_| "1,10".into());
-    http.delete("/2019-09-30/functions/bench/provisioned-concurrency?Qualifier=1").await;
+    http.delete("/2019-09-30/functions/bench/provisioned-concurrency?Qualifier=1")
+        .await;
     for n in sizes.split(',').map(|s| s.trim().parse::<u32>().unwrap()) {
         let name = format!("bench-ready-{n}");
         create(&http, &name).await;
-        http.post_json(&format!("/2015-03-31/functions/{name}/versions"), json!({})).await;
+        http.post_json(&format!("/2015-03-31/functions/{name}/versions"), json!({}))
+            .await;
         http.wait_state(&format!("{name}?Qualifier=1")).await;
         let t0 = Instant::now();
-        let r = http.put_json(&format!("/2019-09-30/functions/{name}/provisioned-concurrency?Qualifier=1"), json!({"ProvisionedConcurrentExecutions": n})).await;
+        let r = http
+            .put_json(
+                &format!("/2019-09-30/functions/{name}/provisioned-concurrency?Qualifier=1"),
+                json!({"ProvisionedConcurrentExecutions": n}),
+            )
+            .await;
         assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
         let v = http.wait_provisioned(&name, "1").await;
-        println!("provisioned {n} -> {} in {:.2} s", v["Status"], t0.elapsed().as_secs_f64());
+        println!(
+            "provisioned {n} -> {} in {:.2} s",
+            v["Status"],
+            t0.elapsed().as_secs_f64()
+        );
         http.delete(&format!("/2015-03-31/functions/{name}")).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -26,8 +26,10 @@ pub enum Backing<'a> {
     FilePrivate(BorrowedFd<'a>),
     /// A shared mapping of a memfd (the pager fills it; clones map it privately).
     FileShared(BorrowedFd<'a>),
-    /// A new private hugetlbfs memfd (2 MiB pages), mapped shared; fails with
-    /// `MapMemory` when not enough huge pages are free.
+    /// A new private hugetlbfs memfd (2 MiB pages), mapped shared without a
+    /// reservation: pages are taken from the pool as they are installed, so many
+    /// mostly-untouched guests fit; an exhausted pool fails the install (the pager
+    /// then ends that VM with an error).
     Hugetlb,
 }
 
@@ -79,7 +81,10 @@ impl GuestRam {
             _ => None,
         };
         let (flags, fd) = match &backing {
-            Backing::Hugetlb => (libc::MAP_SHARED, huge_fd.as_ref().map_or(-1, |f| f.as_raw_fd())),
+            Backing::Hugetlb => (
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                huge_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            ),
             Backing::Anonymous => (
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -222,7 +227,12 @@ impl Drop for GuestRam {
 fn hugetlb_memfd(len: usize) -> Result<std::os::fd::OwnedFd, VmError> {
     use std::os::fd::FromRawFd;
     // SAFETY: the name is a NUL-terminated literal; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"thaw-guest-ram".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_HUGETLB | libc::MFD_HUGE_2MB) };
+    let fd = unsafe {
+        libc::memfd_create(
+            c"thaw-guest-ram".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_HUGETLB | libc::MFD_HUGE_2MB,
+        )
+    };
     if fd < 0 {
         return Err(VmError::MapMemory(std::io::Error::last_os_error()));
     }

@@ -3,12 +3,13 @@
 //! function version the frontend registered, makes instances of them on blocking threads,
 //! invokes them, and tears them down off the async threads.
 //!
-//! Every instance is made by one function, [`WorkerFactory::make_instance`]: today it boots the
-//! version cold (`Instance::boot`); switching to snapshot restores means changing that function
-//! (and [`WorkerFactory::build`], which validates a version and will take its snapshot).
+//! [`WorkerFactory::build`] boots a version once, runs its init and snapshots it; every
+//! instance is then made by [`WorkerFactory::make_instance`], which restores that snapshot in
+//! the configured memory mode (rebuilding it from a cold boot if it turns out corrupt).
 use crate::error::WorkerError;
+use crate::host::{StartTimings, Worker};
 use crate::instance::{FunctionSpec, Instance, InvokeOutcome, InvokeRequest};
-use crate::runtime::Runtime;
+use crate::restore::MemoryMode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -70,16 +71,19 @@ struct Specs {
 /// Makes, invokes and discards instances of registered function versions.
 #[derive(Debug)]
 pub struct WorkerFactory {
-    runtime: Arc<Runtime>,
+    worker: Worker,
+    mode: MemoryMode,
     specs: RwLock<HashMap<FunctionVersion, Specs>>,
     overhead_bytes: u64,
 }
 
 impl WorkerFactory {
-    /// A factory booting `runtime`, charging `overhead_bytes` per instance besides guest RAM.
-    pub fn new(runtime: Runtime, overhead_bytes: u64) -> Self {
+    /// A factory restoring snapshots from `worker`'s store in `mode`, charging
+    /// `overhead_bytes` per instance besides guest RAM.
+    pub fn new(worker: Worker, mode: MemoryMode, overhead_bytes: u64) -> Self {
         Self {
-            runtime: Arc::new(runtime),
+            worker,
+            mode,
             specs: RwLock::new(HashMap::new()),
             overhead_bytes,
         }
@@ -118,36 +122,42 @@ impl WorkerFactory {
         }))
     }
 
-    /// Prepares `fv` for fast starts and proves its init works. Today: one cold boot whose
-    /// instance is thrown away. Later: boot -> init -> snapshot into the store.
+    /// Prepares `fv` for fast starts and proves its init works: boot -> init -> snapshot
+    /// into the store (it becomes the version's current snapshot). Returns the boot's cost.
     pub async fn build(&self, fv: &FunctionVersion) -> Result<ColdStart, WorkerError> {
         let spec = self
             .spec(fv, RestoreKind::OnDemand)
             .ok_or(WorkerError::NotReady)?;
-        let runtime = Arc::clone(&self.runtime);
-        let (instance, cold) =
-            tokio::task::spawn_blocking(move || Self::make_instance(&runtime, spec))
-                .await
-                .map_err(|e| WorkerError::Crashed {
-                    message: format!("build thread failed: {e}"),
-                    log: Vec::new(),
-                })??;
-        drop_off_thread(instance);
-        Ok(cold)
+        let worker = self.worker.clone();
+        let (_id, timings) = tokio::task::spawn_blocking(move || worker.snapshot(&spec))
+            .await
+            .map_err(|e| WorkerError::Crashed {
+                message: format!("build thread failed: {e}"),
+                log: Vec::new(),
+            })??;
+        Ok(ColdStart {
+            kind: StartKind::Boot,
+            duration: timings.boot.total,
+        })
     }
 
-    /// The one place an instance of a version is made (blocking). Switch this to a snapshot
-    /// restore (and return `StartKind::Restore`) once the snapshot path lands.
+    /// The one place an instance of a version is made (blocking): a restore of the
+    /// version's snapshot (`boot` mode boots cold instead).
     fn make_instance(
-        runtime: &Runtime,
+        worker: &Worker,
         spec: Arc<FunctionSpec>,
+        mode: MemoryMode,
     ) -> Result<(Instance, ColdStart), WorkerError> {
         let t0 = Instant::now();
-        let (instance, _timings) = Instance::boot(runtime, spec)?;
+        let (instance, start) = worker.restore_or_rebuild(&spec, mode)?;
+        let kind = match start {
+            StartTimings::Boot(_) => StartKind::Boot,
+            StartTimings::Restore(_) => StartKind::Restore,
+        };
         Ok((
             instance,
             ColdStart {
-                kind: StartKind::Boot,
+                kind,
                 duration: t0.elapsed(),
             },
         ))
@@ -193,9 +203,9 @@ impl InstanceFactory for WorkerFactory {
         let spec = self
             .spec(fv, kind)
             .ok_or_else(|| FactoryError::UnknownVersion(fv.clone()))?;
-        let runtime = Arc::clone(&self.runtime);
+        let (worker, mode) = (self.worker.clone(), self.mode);
         // If this future is dropped, the blocking task still finishes and drops its instance.
-        let made = tokio::task::spawn_blocking(move || Self::make_instance(&runtime, spec))
+        let made = tokio::task::spawn_blocking(move || Self::make_instance(&worker, spec, mode))
             .await
             .map_err(|e| FactoryError::restore_with("instance thread failed", e))?;
         match made {
@@ -225,10 +235,9 @@ impl InstanceFactory for WorkerFactory {
     }
 
     fn discard(&self, instance: WorkerInstance) {
-        match Arc::try_unwrap(instance.vm) {
-            Ok(vm) => drop_off_thread(vm.into_inner().unwrap_or_else(|p| p.into_inner())),
-            // An invocation thread still holds it (its future was dropped): it frees it when done.
-            Err(_) => {}
+        // If an invocation thread still holds it (its future was dropped), that thread frees it.
+        if let Ok(vm) = Arc::try_unwrap(instance.vm) {
+            drop_off_thread(vm.into_inner().unwrap_or_else(|p| p.into_inner()));
         }
     }
 }

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use thaw_snapshotter::{SnapshotId, Store};
 
+/// Decompressed chunks kept in memory: a CPython working set is ~30 chunks of 2 MiB.
+pub const CHUNK_CACHE_BYTES: usize = 256 << 20;
+
 /// Layout of the data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -53,8 +56,23 @@ pub enum StartTimings {
 impl Worker {
     /// Opens the store under `data` and loads the python runtime from `runtime_dir`.
     pub fn open(data: DataDir, runtime_dir: &Path) -> Result<Self, WorkerError> {
-        let runtime = Arc::new(Runtime::python(runtime_dir, &data.module_cache())?);
-        let store = Store::open(&data.store()).map_err(WorkerError::Store)?;
+        let cache = data.module_cache();
+        Self::open_with_cache(data, runtime_dir, &cache)
+    }
+
+    /// Like `open`, with the precompiled-module cache somewhere else.
+    pub fn open_with_cache(
+        data: DataDir,
+        runtime_dir: &Path,
+        module_cache: &Path,
+    ) -> Result<Self, WorkerError> {
+        let runtime = Arc::new(Runtime::python(runtime_dir, module_cache)?);
+        // Decompressed chunks stay cached for the lazy modes' repeated restores.
+        let opts = thaw_snapshotter::StoreOptions {
+            cache_bytes: CHUNK_CACHE_BYTES,
+            ..Default::default()
+        };
+        let store = Store::open_with_options(&data.store(), opts).map_err(WorkerError::Store)?;
         Ok(Self {
             runtime,
             store,

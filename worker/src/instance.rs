@@ -367,7 +367,10 @@ impl Instance {
             _ if pager_error.is_some() => WorkerError::Crashed {
                 message: format!(
                     "a guest page could not be served: {}",
-                    pager_error.as_ref().map(|p| p.to_string()).unwrap_or_default()
+                    pager_error
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default()
                 ),
                 log,
             },

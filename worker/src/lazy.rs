@@ -18,7 +18,9 @@ use crate::error::WorkerError;
 use crate::restore::{MemoryMode, OpenedSnapshot};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use thaw_pager::{ChunkKind, GuestRegion, PageSource, Pager, PagerHandle, PagerOptions, SharedImage, SourceError};
+use thaw_pager::{
+    ChunkKind, GuestRegion, PageSource, Pager, PagerHandle, PagerOptions, SharedImage, SourceError,
+};
 use thaw_snapshotter::{ChunkId, SnapshotId, Store, StoreError};
 use thaw_vmm::{Backing, GuestRam, Vm};
 
@@ -35,7 +37,12 @@ impl StoreSource {
     pub fn new(store: Store, snap: &OpenedSnapshot) -> Self {
         let chunks = snap.manifest.chunks().map(|c| c.id).collect();
         let chunk_size = snap.manifest.chunk_size as usize;
-        Self { store, chunks, chunk_size, len: snap.manifest.meta.memory_size as usize }
+        Self {
+            store,
+            chunks,
+            chunk_size,
+            len: snap.manifest.meta.memory_size as usize,
+        }
     }
 }
 
@@ -50,15 +57,24 @@ impl PageSource for StoreSource {
 
     fn read_chunk(&self, index: usize, dst: &mut [u8]) -> Result<ChunkKind, SourceError> {
         match self.chunks.get(index) {
-            None => Err(SourceError::OutOfRange { index, chunks: self.chunks.len() }),
+            None => Err(SourceError::OutOfRange {
+                index,
+                chunks: self.chunks.len(),
+            }),
             Some(None) => Ok(ChunkKind::Zero),
             Some(Some(id)) => match self.store.read_chunk_into(id, dst) {
                 Ok(n) => {
                     dst[n..].fill(0);
                     Ok(ChunkKind::Data)
                 }
-                Err(e @ StoreError::CorruptChunk { .. }) => Err(SourceError::CorruptChunk { index, detail: e.to_string() }),
-                Err(e) => Err(SourceError::ReadChunk { index, source: Box::new(e) }),
+                Err(e @ StoreError::CorruptChunk { .. }) => Err(SourceError::CorruptChunk {
+                    index,
+                    detail: e.to_string(),
+                }),
+                Err(e) => Err(SourceError::ReadChunk {
+                    index,
+                    source: Box::new(e),
+                }),
             },
         }
     }
@@ -97,7 +113,9 @@ impl SharedImages {
             return Ok(img.clone());
         }
         let huge = thaw_pager::free_huge_pages() * thaw_pager::HUGE_PAGE_SIZE >= len;
-        let img = Arc::new(SharedImage::create(len, huge).map_err(|e| WorkerError::Pager(e.to_string()))?);
+        let img = Arc::new(
+            SharedImage::create(len, huge).map_err(|e| WorkerError::Pager(e.to_string()))?,
+        );
         map.insert(*id, img.clone());
         Ok(img)
     }
@@ -105,33 +123,55 @@ impl SharedImages {
 
 /// The chunk indices covering what the VMM accesses itself (step 3).
 fn vmm_chunks(chunk_size: u64) -> std::ops::Range<u32> {
-    let (lo, hi) = (thaw_abi::layout::BOOT_INFO, thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE);
+    let (lo, hi) = (
+        thaw_abi::layout::BOOT_INFO,
+        thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE,
+    );
     (lo / chunk_size) as u32..hi.div_ceil(chunk_size) as u32
 }
 
 /// Restores a VM whose memory the pager fills lazily (see the module doc).
-pub fn lazy_restore(store: &Store, snap: &OpenedSnapshot, mode: MemoryMode, shared: &SharedImages) -> Result<(Vm, LazyMemory), WorkerError> {
+pub fn lazy_restore(
+    store: &Store,
+    snap: &OpenedSnapshot,
+    mode: MemoryMode,
+    shared: &SharedImages,
+) -> Result<(Vm, LazyMemory), WorkerError> {
     let len = snap.manifest.meta.memory_size;
     // 1. Guest RAM.
     let (ram, backing) = match mode {
         MemoryMode::Shared => {
             let image = shared.get(&snap.manifest.id, len as usize)?;
-            let ram = GuestRam::new(len, Backing::FilePrivate(std::os::fd::AsFd::as_fd(image.fd())))?;
+            let ram = GuestRam::new(
+                len,
+                Backing::FilePrivate(std::os::fd::AsFd::as_fd(image.fd())),
+            )?;
             (ram, thaw_pager::Backing::SharedMemfd(image))
         }
         _ => match GuestRam::new(len, Backing::Hugetlb) {
             Ok(ram) => (ram, thaw_pager::Backing::Hugetlb),
             Err(e) => {
                 warn_once(&format!("no free huge pages for a {} MiB guest ({e}); using 4 KiB pages (slower first touch)", len >> 20));
-                (GuestRam::new(len, Backing::Anonymous)?, thaw_pager::Backing::Anonymous)
+                (
+                    GuestRam::new(len, Backing::Anonymous)?,
+                    thaw_pager::Backing::Anonymous,
+                )
             }
         },
     };
     // 2. The pager.
-    let record = matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch) && snap.manifest.working_set.is_none();
-    let region = GuestRegion { host_addr: thaw_pager::HostAddr(ram.host_addr().0), len: len as usize, backing };
+    let record = matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch)
+        && snap.manifest.working_set.is_none();
+    let region = GuestRegion {
+        host_addr: thaw_pager::HostAddr(ram.host_addr().0),
+        len: len as usize,
+        backing,
+    };
     let source = Arc::new(StoreSource::new(store.clone(), snap));
-    let opts = PagerOptions { record, ..Default::default() };
+    let opts = PagerOptions {
+        record,
+        ..Default::default()
+    };
     #[allow(unsafe_code)]
     // SAFETY: `ram` is a fresh, unpopulated mapping of `len` bytes of the kind
     // `backing` names, 2 MiB aligned. It is moved into the `Vm` that lives in the
@@ -139,20 +179,34 @@ pub fn lazy_restore(store: &Store, snap: &OpenedSnapshot, mode: MemoryMode, shar
     // so the pager stops before the mapping is unmapped. The VMM never holds Rust
     // references into guest RAM (it copies through raw pointers), and it touches
     // only the chunks installed in step 3 below.
-    let handle = unsafe { Pager::start(region, source, opts) }.map_err(|e| WorkerError::Pager(e.to_string()))?;
+    let handle = unsafe { Pager::start(region, source, opts) }
+        .map_err(|e| WorkerError::Pager(e.to_string()))?;
     // 3. What the VMM touches.
     let vmm: Vec<u32> = vmm_chunks(snap.manifest.chunk_size).collect();
-    handle.prefetch_blocking(&vmm).map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+    handle
+        .prefetch_blocking(&vmm)
+        .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
     // 4. The working set.
     if mode == MemoryMode::UffdPrefetch {
         if let Some(ws) = &snap.manifest.working_set {
-            handle.prefetch_blocking(ws).map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+            // In the background: the vCPU runs meanwhile and a block it reaches
+            // first is served by its fault (EEXIST settles the race).
+            handle
+                .prefetch(ws)
+                .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
         }
     }
     // 5. The vCPU.
     let vm = Vm::restore(ram, &snap.vm_state)?;
     let record_to = record.then(|| (store.clone(), snap.manifest.id));
-    Ok((vm, LazyMemory { handle, record_to, mode }))
+    Ok((
+        vm,
+        LazyMemory {
+            handle,
+            record_to,
+            mode,
+        },
+    ))
 }
 
 /// A chunk the pager could not serve: the snapshot is marked bad.

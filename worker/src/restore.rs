@@ -200,11 +200,19 @@ pub fn restore(
     shared: &crate::lazy::SharedImages,
 ) -> Result<(Instance, RestoreTimings), WorkerError> {
     let t0 = Instant::now();
-    if matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch | MemoryMode::Shared) {
+    if matches!(
+        mode,
+        MemoryMode::Uffd | MemoryMode::UffdPrefetch | MemoryMode::Shared
+    ) {
         let (vm, lazy) = crate::lazy::lazy_restore(store, snap, mode, shared)?;
         let total = t0.elapsed();
         let instance = Instance::restored_lazy(vm, snap.spec.clone(), lazy);
-        let t = RestoreTimings { read_state: Duration::ZERO, memory: total, vm_restore: Duration::ZERO, total };
+        let t = RestoreTimings {
+            read_state: Duration::ZERO,
+            memory: total,
+            vm_restore: Duration::ZERO,
+            total,
+        };
         return Ok((instance, t));
     }
     let ram = match mode {

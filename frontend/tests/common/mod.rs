@@ -16,10 +16,12 @@ use thaw_snapshotter::{KvStore, RocksKv};
 
 /// A config for tests: ephemeral ports, quiet logs, fast async retries.
 pub fn test_config() -> Config {
-    let mut c = Config::default();
-    c.http = "127.0.0.1:0".into();
-    c.grpc = "127.0.0.1:0".into();
-    c.log_invocations = false;
+    let mut c = Config {
+        http: "127.0.0.1:0".into(),
+        grpc: "127.0.0.1:0".into(),
+        log_invocations: false,
+        ..Config::default()
+    };
     c.async_events.retry_delay_ms = 20;
     c.limits.memory_budget_mb = 64 << 10;
     c

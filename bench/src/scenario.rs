@@ -1,0 +1,341 @@
+//! The scenarios and how one iteration of each is measured.
+//!
+//! Restore scenarios (one per memory mode), per iteration:
+//! 1. with `--cache evicted`, drop the snapshot's chunk files and memory file from the page
+//!    cache and use a fresh worker handle (no shared image kept from the last iteration);
+//! 2. open the snapshot (manifest + state decode; timed as `open_snapshot`, outside the headline,
+//!    and re-read every time so `uffd+prefetch` sees the working set its warm-up recorded);
+//! 3. `t0`; `worker.restore(mode)`; the first `invoke`; headline = restore-to-first-response;
+//! 4. pager statistics before and after the first invoke (prefetched vs faulted bytes);
+//! 5. host memory of the idle instance's guest RAM mapping (smaps: RSS, PSS, hugetlb);
+//! 6. the instance is dropped (teardown is not timed).
+//!
+//! `warm`: one restored instance invoked repeatedly; each sample is one invoke.
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use thaw_snapshotter::SnapshotId;
+use thaw_worker::{Instance, InvokeRequest, MemoryMode, StartTimings, Worker};
+
+/// One benchmark scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// A restore (or cold boot) in a memory mode, then the first invoke.
+    Mode(MemoryMode),
+    /// Repeated invokes of one restored instance.
+    Warm,
+    /// A burst of concurrent invokes against a provisioned pool (through the scheduler).
+    Provisioned,
+}
+
+impl Scenario {
+    /// Every scenario, in report order.
+    pub fn all() -> Vec<Scenario> {
+        let mut v: Vec<Scenario> = MemoryMode::ALL.into_iter().map(Scenario::Mode).collect();
+        v.push(Scenario::Warm);
+        v.push(Scenario::Provisioned);
+        v
+    }
+
+    /// The CLI and report name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Mode(m) => m.as_str(),
+            Scenario::Warm => "warm",
+            Scenario::Provisioned => "provisioned",
+        }
+    }
+
+    /// `all` or a comma-separated list.
+    pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
+        if s.trim() == "all" {
+            return Ok(Self::all());
+        }
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let sc: Scenario = part.parse()?;
+            if !out.contains(&sc) {
+                out.push(sc);
+            }
+        }
+        if out.is_empty() {
+            return Err("no scenario given".into());
+        }
+        Ok(out)
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "warm" => Ok(Scenario::Warm),
+            "provisioned" => Ok(Scenario::Provisioned),
+            other => other.parse().map(Scenario::Mode).map_err(|_| {
+                format!("unknown scenario {other:?} (boot, eager, mmap, uffd, uffd+prefetch, shared, warm, provisioned, or all)")
+            }),
+        }
+    }
+}
+
+/// Pager counters of one lazily restored instance.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PagerSample {
+    /// Faults served up to the end of the first invoke.
+    pub faults: u64,
+    /// Bytes installed before the vCPU ran (VMM areas + prefetched working set).
+    pub prefetch_bytes: u64,
+    /// Bytes installed by faults during the first invoke.
+    pub fault_bytes: u64,
+    /// Installs of zero chunks.
+    pub zero_installs: u64,
+    /// Total time the pager spent serving faults, in microseconds.
+    pub fault_us_total: u64,
+}
+
+/// Host memory of an idle instance's guest RAM mapping, in KiB (from /proc/self/smaps).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MemorySample {
+    pub guest_kib: u64,
+    /// Resident small pages plus hugetlb pages (smaps does not count hugetlb in Rss).
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    /// Private small pages plus private hugetlb pages: what this clone holds alone.
+    pub private_kib: u64,
+    pub hugetlb_kib: u64,
+}
+
+/// One measured iteration.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// The headline: restore-to-first-response, or the invoke time for `warm`, or
+    /// lease-to-response for `provisioned`.
+    pub total: Duration,
+    /// `open_snapshot` (not in the headline).
+    pub open: Duration,
+    /// Phases in order; they sum to `total`.
+    pub phases: Vec<(&'static str, Duration)>,
+    pub pager: Option<PagerSample>,
+    /// Guest bytes written before the first response (eager: every data chunk; lazy: pager).
+    pub bytes_installed: Option<u64>,
+    pub memory: Option<MemorySample>,
+    /// `provisioned`: how the lease was served (`warm` or `restore`).
+    pub start: Option<&'static str>,
+}
+
+/// What a scenario run needs.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub worker: Worker,
+    pub evicted: bool,
+    pub request: InvokeRequest,
+}
+
+impl Ctx {
+    /// The worker for one iteration: with an evicted cache, a fresh handle (no shared images).
+    pub fn worker(&self) -> Worker {
+        if self.evicted {
+            let w = &self.worker;
+            Worker::from_parts(w.runtime().clone(), w.store().clone(), w.data().clone())
+        } else {
+            self.worker.clone()
+        }
+    }
+
+    fn evict(&self, worker: &Worker, id: &SnapshotId) -> anyhow::Result<()> {
+        if !self.evicted {
+            return Ok(());
+        }
+        let manifest = worker
+            .store()
+            .manifest(id)
+            .context("reading the manifest to evict")?;
+        let data = worker.data();
+        crate::cache::evict_snapshot(&data.store(), &data.images(), &manifest)
+            .context("dropping the snapshot from the page cache")?;
+        Ok(())
+    }
+}
+
+/// Host memory of an instance's guest RAM.
+pub fn idle_memory(instance: &Instance) -> Option<MemorySample> {
+    let ram = instance.vm().ram();
+    let len = ram.len();
+    let m =
+        thaw_pager::mapping_memory(thaw_pager::HostAddr(ram.host_addr().0), len as usize).ok()?;
+    let hugetlb = m.shared_hugetlb_kib + m.private_hugetlb_kib;
+    Some(MemorySample {
+        guest_kib: len >> 10,
+        rss_kib: m.rss_kib + hugetlb,
+        pss_kib: m.pss_kib + m.private_hugetlb_kib + m.shared_hugetlb_kib / 2,
+        private_kib: m.private_total_kib(),
+        hugetlb_kib: hugetlb,
+    })
+}
+
+fn invoke_ok(
+    instance: &mut Instance,
+    req: &InvokeRequest,
+) -> anyhow::Result<thaw_worker::InvokeOutcome> {
+    let out = instance
+        .invoke(req)
+        .map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    if out.function_error {
+        bail!("the handler failed: {}", String::from_utf8_lossy(&out.body));
+    }
+    Ok(out)
+}
+
+/// One restore (or boot) in `mode` up to the first response (see the module doc).
+pub fn measure_restore(ctx: &Ctx, id: &SnapshotId, mode: MemoryMode) -> anyhow::Result<Sample> {
+    let worker = ctx.worker();
+    // 1-2.
+    if mode != MemoryMode::Boot {
+        ctx.evict(&worker, id)?;
+    }
+    let t_open = Instant::now();
+    let snap = worker
+        .open_snapshot(id, None)
+        .map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    let open = t_open.elapsed();
+    // 3.
+    let t0 = Instant::now();
+    let (mut instance, start) = worker
+        .restore(&snap, mode)
+        .map_err(|e| anyhow::anyhow!("restore: {}", thaw_worker::error::error_chain(&e)))?;
+    let restored = t0.elapsed();
+    let before = instance.pager_stats();
+    let t1 = Instant::now();
+    invoke_ok(&mut instance, &ctx.request).context("first invoke")?;
+    let first_invoke = t1.elapsed();
+    let total = t0.elapsed();
+    // 4.
+    let after = instance.pager_stats();
+    let pager = match (&before, &after) {
+        (Some(b), Some(a)) => Some(PagerSample {
+            faults: a.faults,
+            prefetch_bytes: b.bytes_installed,
+            fault_bytes: a.bytes_installed.saturating_sub(b.bytes_installed),
+            zero_installs: a.zero_installs,
+            fault_us_total: a.latency_us_total,
+        }),
+        _ => None,
+    };
+    let fault_service = Duration::from_micros(
+        after
+            .as_ref()
+            .map_or(0, |a| a.latency_us_total)
+            .saturating_sub(before.as_ref().map_or(0, |b| b.latency_us_total)),
+    )
+    .min(first_invoke);
+    let mut phases = Vec::new();
+    match &start {
+        StartTimings::Boot(t) => {
+            phases.extend([
+                ("vm_create", t.vm_create),
+                ("load", t.load),
+                ("runtime_init", t.runtime_init),
+                ("function_init", t.function_init),
+                ("to_ready", t.to_ready),
+            ]);
+        }
+        StartTimings::Restore(t) => {
+            phases.extend([
+                ("read_state", t.read_state),
+                ("memory", t.memory),
+                ("vm_restore", t.vm_restore),
+            ]);
+        }
+    }
+    let accounted: Duration = phases.iter().map(|(_, d)| *d).sum();
+    phases.push(("restore_other", restored.saturating_sub(accounted)));
+    phases.push(("fault_service", fault_service));
+    phases.push(("guest_run", first_invoke - fault_service));
+    let bytes_installed = match mode {
+        MemoryMode::Eager => Some(
+            snap.manifest
+                .chunks()
+                .filter(|c| c.id.is_some())
+                .map(|c| c.len)
+                .sum(),
+        ),
+        _ => after.as_ref().map(|a| a.bytes_installed),
+    };
+    // 5.
+    let memory = idle_memory(&instance);
+    drop(instance);
+    Ok(Sample {
+        total,
+        open,
+        phases,
+        pager,
+        bytes_installed,
+        memory,
+        start: None,
+    })
+}
+
+/// `warm`: restores one instance in `mode`, takes its first invoke and `warmup` more, then
+/// times `invokes` invokes. Phases: `to_response` (host-side invoke duration until the
+/// response) and `park` (the guest's way back into its next-invocation wait).
+pub fn measure_warm(
+    ctx: &Ctx,
+    id: &SnapshotId,
+    mode: MemoryMode,
+    warmup: u32,
+    invokes: u32,
+    mut tick: impl FnMut(),
+) -> anyhow::Result<Vec<Sample>> {
+    let worker = ctx.worker();
+    let snap = worker
+        .open_snapshot(id, None)
+        .map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    let (mut instance, _) = worker
+        .restore(&snap, mode)
+        .map_err(|e| anyhow::anyhow!("restore: {}", thaw_worker::error::error_chain(&e)))?;
+    for _ in 0..=warmup {
+        invoke_ok(&mut instance, &ctx.request)?;
+    }
+    let mut out = Vec::with_capacity(invokes as usize);
+    for _ in 0..invokes {
+        let t0 = Instant::now();
+        let o = invoke_ok(&mut instance, &ctx.request)?;
+        let total = t0.elapsed();
+        let to_response = o.duration.min(total);
+        out.push(Sample {
+            total,
+            phases: vec![("to_response", to_response), ("park", total - to_response)],
+            ..Default::default()
+        });
+        tick();
+    }
+    if let Some(last) = out.last_mut() {
+        last.memory = idle_memory(&instance);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_scenarios() {
+        assert_eq!(Scenario::parse_list("all").unwrap().len(), 8);
+        let v = Scenario::parse_list("uffd+prefetch, warm,boot,warm").unwrap();
+        assert_eq!(
+            v,
+            vec![
+                Scenario::Mode(MemoryMode::UffdPrefetch),
+                Scenario::Warm,
+                Scenario::Mode(MemoryMode::Boot)
+            ]
+        );
+        assert!(Scenario::parse_list("fast").is_err());
+        assert!(Scenario::parse_list("").is_err());
+        for s in Scenario::all() {
+            assert_eq!(s.name().parse::<Scenario>().unwrap(), s);
+        }
+    }
+}
