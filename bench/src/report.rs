@@ -229,10 +229,15 @@ pub fn ratios(scenarios: &[ScenarioResult]) -> Vec<Ratio> {
             return;
         }
         let factor = b.latency_ms.p50 / a.latency_ms.p50;
+        let (f, word) = if factor >= 1.0 {
+            (factor, "faster")
+        } else {
+            (1.0 / factor, "slower")
+        };
         let text = format!(
-            "{} is {} faster than {} (p50 {:.2} ms vs {:.2} ms)",
+            "{} is {} {word} than {} (p50 {:.2} ms vs {:.2} ms)",
             a.name,
-            fmt_factor(factor),
+            fmt_factor(f),
             b.name,
             a.latency_ms.p50,
             b.latency_ms.p50

@@ -14,8 +14,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "app.handler")]
     pub handler: String,
     /// Scenarios: `all` or a list of boot, eager, mmap, uffd, uffd+prefetch, shared, warm, provisioned.
-    #[arg(long, default_value = "all", value_parser = Scenario::parse_list)]
-    pub modes: Vec<Scenario>,
+    #[arg(long, default_value = "all")]
+    pub modes: String,
     /// Measured iterations per scenario (bursts for `provisioned`).
     #[arg(long, default_value_t = 20)]
     pub iterations: u32,
@@ -65,7 +65,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         code: args.code,
         handler: args.handler,
         memory_mb: args.memory_mb,
-        scenarios: args.modes,
+        scenarios: Scenario::parse_list(&args.modes).map_err(anyhow::Error::msg)?,
         iterations: args.iterations,
         warmup: args.warmup,
         cache: args.cache,

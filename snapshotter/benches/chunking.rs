@@ -1,5 +1,6 @@
 //! Chunk encode throughput (zero check + blake3 + zstd, one thread) at 64 KiB / 256 KiB / 2 MiB
-//! chunks and zstd levels 1 and 3, plus a whole-snapshot write through the store. Decides
+//! chunks and zstd levels 1 and 3, plus a whole-snapshot write through the store, and chunk
+//! decode (zstd decompress + blake3 verify, the store's read path per chunk) at the defaults. Decides
 //! `DEFAULT_CHUNK_SIZE` and `DEFAULT_ZSTD_LEVEL` in `store.rs`.
 //!
 //! Input: the file named by `THAW_BENCH_INPUT` (e.g. a CPython wasm module or a real memory
@@ -12,7 +13,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use thaw_snapshotter::chunks::{encode_chunk, is_zero};
-use thaw_snapshotter::{FunctionKey, MemKv, SnapshotMeta, Store, StoreOptions};
+use thaw_snapshotter::{
+    ChunkId, FunctionKey, MemKv, SnapshotMeta, Store, StoreOptions, DEFAULT_CHUNK_SIZE,
+    DEFAULT_ZSTD_LEVEL,
+};
 
 const INPUT_LEN: usize = 32 << 20;
 
@@ -92,5 +96,36 @@ fn bench_write_snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_encode, bench_write_snapshot);
+/// Decode of every non-zero chunk at the default chunk size and level: what a fault or an eager
+/// restore pays per chunk when the decompressed-chunk cache misses (`ChunkFiles::read`).
+fn bench_decode(c: &mut Criterion) {
+    let data = input();
+    let cs = DEFAULT_CHUNK_SIZE as usize;
+    let encoded: Vec<(ChunkId, Vec<u8>)> = data
+        .chunks(cs)
+        .filter(|p| !is_zero(p))
+        .map(|p| encode_chunk(p, DEFAULT_ZSTD_LEVEL).expect("encode"))
+        .collect();
+    let raw: usize = encoded.len() * cs;
+    let mut g = c.benchmark_group("decode");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Bytes(raw as u64));
+    g.bench_function(
+        format!("zstd{DEFAULT_ZSTD_LEVEL}/{}KiB_verify", cs >> 10),
+        |b| {
+            b.iter(|| {
+                for (id, compressed) in &encoded {
+                    let bytes = zstd::decode_all(&compressed[..]).expect("decode");
+                    assert_eq!(ChunkId::of(&bytes), *id);
+                    black_box(bytes);
+                }
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench_encode, bench_write_snapshot, bench_decode);
 criterion_main!(benches);

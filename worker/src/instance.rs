@@ -369,7 +369,7 @@ impl Instance {
                     "a guest page could not be served: {}",
                     pager_error
                         .as_ref()
-                        .map(|p| p.to_string())
+                        .map(|p| crate::error::error_chain(p))
                         .unwrap_or_default()
                 ),
                 log,

@@ -1,0 +1,183 @@
+//! Lazy restores on the userfaultfd pager (issue 4): every lazy mode answers like a
+//! cold boot, `uffd+prefetch` records the working set once and then takes (almost)
+//! no faults, shared clones keep clean pages shared, and a page the pager cannot
+//! serve ends that VM with a clear error instead of hanging it.
+use std::time::{Duration, Instant};
+use thaw_snapshotter::StoreOptions;
+use thaw_tests::{body_json, invoke, spec, worker};
+use thaw_vmm::kvm_or_skip;
+use thaw_worker::{MemoryMode, WorkerError};
+
+const COUNTER: &str = r#"
+import json
+COUNT = 0
+TABLE = {i: str(i) * 3 for i in range(20000)}
+
+def handler(event, context):
+    global COUNT
+    COUNT += 1
+    return {"count": COUNT, "entries": len(TABLE), "echo": event}
+"#;
+
+#[test]
+fn test_lazy_modes_answer_like_a_cold_boot() {
+    if !kvm_or_skip("test_lazy_modes_answer_like_a_cold_boot") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), StoreOptions::default());
+    let (id, _) = w.snapshot(&spec("lazy", COUNTER)).unwrap();
+    for mode in [
+        MemoryMode::Uffd,
+        MemoryMode::UffdPrefetch,
+        MemoryMode::Shared,
+        MemoryMode::Shared,
+    ] {
+        let snap = w.open_snapshot(&id, None).unwrap();
+        let (mut inst, _) = w
+            .restore(&snap, mode)
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        for n in 1..=3 {
+            let out = body_json(&invoke(&mut inst, &serde_json::json!({"n": n})));
+            assert_eq!(out["count"], n, "{mode}");
+            assert_eq!(out["entries"], 20000, "{mode}");
+            assert_eq!(out["echo"]["n"], n, "{mode}");
+        }
+        let stats = inst.pager_stats().expect("lazy modes have a pager");
+        assert!(stats.bytes_installed > 0, "{mode}: {stats:?}");
+    }
+}
+
+#[test]
+fn test_prefetch_records_the_working_set_then_avoids_faults() {
+    if !kvm_or_skip("test_prefetch_records_the_working_set_then_avoids_faults") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), StoreOptions::default());
+    let (id, _) = w.snapshot(&spec("reap", COUNTER)).unwrap();
+    // First lazy restore records the chunks touched up to the first response.
+    let snap = w.open_snapshot(&id, None).unwrap();
+    assert!(snap.manifest.working_set.is_none());
+    let (mut first, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+    invoke(&mut first, &serde_json::json!({}));
+    let recorded = first.pager_stats().unwrap().fault_blocks;
+    assert!(recorded > 0, "the recording restore pages in by faults");
+    let snap = w.open_snapshot(&id, None).unwrap();
+    let ws = snap
+        .manifest
+        .working_set
+        .clone()
+        .expect("working set stored with the snapshot");
+    assert!(!ws.is_empty());
+    // Later restores install it in bulk while the vCPU runs: most blocks arrive by
+    // prefetch, only the ones the vCPU reaches first are installed by their fault
+    // (a fault on a block already in flight just waits for it: EEXIST).
+    let (mut again, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+    invoke(&mut again, &serde_json::json!({}));
+    let stats = again.pager_stats().unwrap();
+    assert!(stats.prefetch_blocks >= ws.len() as u64 / 2, "{stats:?}");
+    assert!(
+        stats.fault_blocks < recorded,
+        "prefetch should take over from faults: {stats:?} vs {recorded}"
+    );
+}
+
+#[test]
+fn test_shared_clones_keep_clean_pages_shared() {
+    if !kvm_or_skip("test_shared_clones_keep_clean_pages_shared") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), StoreOptions::default());
+    let (id, _) = w.snapshot(&spec("shared", COUNTER)).unwrap();
+    let snap = w.open_snapshot(&id, None).unwrap();
+    let mut clones = Vec::new();
+    for _ in 0..4 {
+        let (mut inst, _) = w.restore(&snap, MemoryMode::Shared).unwrap();
+        invoke(&mut inst, &serde_json::json!({}));
+        clones.push(inst);
+    }
+    let guest = 512u64 << 20;
+    for (i, inst) in clones.iter().enumerate() {
+        let ram = inst.vm().ram();
+        let m =
+            thaw_pager::mapping_memory(thaw_pager::HostAddr(ram.host_addr().0), ram.len() as usize)
+                .unwrap();
+        let private = m.private_kib + m.private_hugetlb_kib;
+        eprintln!("shared clone {i}: {m:?}");
+        // An idle clone owns only the pages it wrote: well under 10% of its guest.
+        assert!(
+            private * 1024 < guest / 10,
+            "clone {i} holds {private} KiB privately: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn test_unservable_page_ends_the_vm_with_a_clear_error() {
+    if !kvm_or_skip("test_unservable_page_ends_the_vm_with_a_clear_error") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(
+        dir.path(),
+        StoreOptions {
+            cache_bytes: 0,
+            ..StoreOptions::default()
+        },
+    );
+    let (id, _) = w.snapshot(&spec("badpage", COUNTER)).unwrap();
+    let snap = w.open_snapshot(&id, None).unwrap();
+    // Corrupt every chunk the guest pages in lazily (all but the VMM's own areas,
+    // which a restore installs and checks up front).
+    let vmm_lo = thaw_abi::layout::BOOT_INFO;
+    let vmm_hi = thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE;
+    let mut corrupted = 0;
+    for c in snap.manifest.chunks() {
+        let Some(chunk) = c.id else { continue };
+        if c.guest_addr + c.len > vmm_lo && c.guest_addr < vmm_hi {
+            continue;
+        }
+        let hex = chunk.to_string();
+        let path = w.data().store().join("chunks").join(&hex[..2]).join(&hex);
+        if let Ok(mut bytes) = std::fs::read(&path) {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted > 0, "found chunk files to corrupt");
+    let (mut inst, _) = w
+        .restore(&snap, MemoryMode::Uffd)
+        .expect("the VMM's own areas are intact");
+    let t0 = Instant::now();
+    let err = inst
+        .invoke(&Default::default())
+        .expect_err("a corrupt page must end the VM");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "the vCPU must not hang: {:?}",
+        t0.elapsed()
+    );
+    let msg = thaw_worker::error::error_chain(&err);
+    assert!(matches!(err, WorkerError::Crashed { .. }), "{msg}");
+    assert!(
+        msg.contains("could not be served") && msg.contains("chunk"),
+        "{msg}"
+    );
+    // The host is fine and the next instance of a healthy function works (in a
+    // fresh store: this one's shared runtime chunks were all damaged on purpose).
+    let dir2 = tempfile::tempdir().unwrap();
+    let w = worker(dir2.path(), StoreOptions::default());
+    let (id2, _) = w
+        .snapshot(&spec("healthy", "def handler(e, c):\n    return 7\n"))
+        .unwrap();
+    let snap2 = w.open_snapshot(&id2, None).unwrap();
+    let (mut ok, _) = w.restore(&snap2, MemoryMode::Eager).unwrap();
+    assert_eq!(
+        body_json(&invoke(&mut ok, &serde_json::json!({}))),
+        serde_json::json!(7)
+    );
+}
