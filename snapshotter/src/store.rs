@@ -121,7 +121,7 @@ impl Default for StoreOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             zstd_level: DEFAULT_ZSTD_LEVEL,
             threads: cores.clamp(1, 2),
-            cache_bytes: 64 << 20,
+            cache_bytes: 256 << 20,
             fail_point: None,
         }
     }

@@ -112,9 +112,12 @@ impl SharedImages {
         if let Some(img) = map.get(id) {
             return Ok(img.clone());
         }
-        let huge = thaw_pager::free_huge_pages() * thaw_pager::HUGE_PAGE_SIZE >= len;
+        // shmem, not hugetlbfs: clones map the image MAP_PRIVATE, and a hugetlb
+        // copy-on-write or fill that finds the pool empty raises SIGBUS in whoever
+        // touched the page (possibly the VMM itself), which would take the host
+        // process down. shmem pages never run out that way.
         let img = Arc::new(
-            SharedImage::create(len, huge).map_err(|e| WorkerError::Pager(e.to_string()))?,
+            SharedImage::create(len, false).map_err(|e| WorkerError::Pager(e.to_string()))?,
         );
         map.insert(*id, img.clone());
         Ok(img)
@@ -136,7 +139,8 @@ pub fn lazy_restore(
     snap: &OpenedSnapshot,
     mode: MemoryMode,
     shared: &SharedImages,
-) -> Result<(Vm, LazyMemory), WorkerError> {
+) -> Result<(Vm, LazyMemory, std::time::Duration), WorkerError> {
+    let t0 = std::time::Instant::now();
     let len = snap.manifest.meta.memory_size;
     // 1. Guest RAM.
     let (ram, backing) = match mode {
@@ -159,9 +163,18 @@ pub fn lazy_restore(
             }
         },
     };
-    // 2. The pager.
-    let record = matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch)
-        && snap.manifest.working_set.is_none();
+    // 2. The pager. The working set may have been recorded since `snap` was read.
+    let working_set = match &snap.manifest.working_set {
+        Some(ws) => Some(ws.clone()),
+        None => {
+            store
+                .manifest(&snap.manifest.id)
+                .map_err(WorkerError::Store)?
+                .working_set
+        }
+    };
+    let record =
+        matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch) && working_set.is_none();
     let region = GuestRegion {
         host_addr: thaw_pager::HostAddr(ram.host_addr().0),
         len: len as usize,
@@ -188,7 +201,7 @@ pub fn lazy_restore(
         .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
     // 4. The working set.
     if mode == MemoryMode::UffdPrefetch {
-        if let Some(ws) = &snap.manifest.working_set {
+        if let Some(ws) = &working_set {
             // In the background: the vCPU runs meanwhile and a block it reaches
             // first is served by its fault (EEXIST settles the race).
             handle
@@ -197,6 +210,7 @@ pub fn lazy_restore(
         }
     }
     // 5. The vCPU.
+    let memory_ready = t0.elapsed();
     let vm = Vm::restore(ram, &snap.vm_state)?;
     let record_to = record.then(|| (store.clone(), snap.manifest.id));
     Ok((
@@ -206,6 +220,7 @@ pub fn lazy_restore(
             record_to,
             mode,
         },
+        memory_ready,
     ))
 }
 

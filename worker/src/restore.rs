@@ -204,13 +204,13 @@ pub fn restore(
         mode,
         MemoryMode::Uffd | MemoryMode::UffdPrefetch | MemoryMode::Shared
     ) {
-        let (vm, lazy) = crate::lazy::lazy_restore(store, snap, mode, shared)?;
+        let (vm, lazy, memory) = crate::lazy::lazy_restore(store, snap, mode, shared)?;
         let total = t0.elapsed();
         let instance = Instance::restored_lazy(vm, snap.spec.clone(), lazy);
         let t = RestoreTimings {
             read_state: Duration::ZERO,
-            memory: total,
-            vm_restore: Duration::ZERO,
+            memory,
+            vm_restore: total - memory,
             total,
         };
         return Ok((instance, t));
