@@ -83,15 +83,14 @@ pub enum Hypercall {
     /// Flush `LogMailbox::len` bytes of the log buffer to the invocation log.
     Log = 1,
     /// Init is complete (first call) or the last response was sent: block until the
-    /// next invocation is written to the request area.
+    /// next invocation is written to the request area. Snapshots are taken while
+    /// the guest is parked here; the first `Next` after a restore carries fresh
+    /// entropy, the wall clock and `restored = 1`.
     Next = 2,
     /// The handler's result (`ResponseMailbox`).
     Response = 3,
     /// The guest failed fatally (panic, engine trap outside a handler, OOM).
     Abort = 4,
-    /// A snapshot hook point: before-snapshot hooks have run; the VMM may snapshot.
-    /// Returns after a restore (or at once when no snapshot is taken).
-    RestorePoint = 5,
     /// The runtime reached a named phase (`PhaseMailbox`); the VMM timestamps it
     /// and resumes the guest at once.
     Phase = 6,
@@ -105,7 +104,6 @@ impl Hypercall {
             2 => Self::Next,
             3 => Self::Response,
             4 => Self::Abort,
-            5 => Self::RestorePoint,
             6 => Self::Phase,
             _ => return None,
         })
@@ -263,22 +261,6 @@ pub struct PhaseMailbox {
     pub _pad: u32,
 }
 
-/// Mailbox of [`Hypercall::RestorePoint`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RestoreMailbox {
-    /// Guest -> VMM: bytes of the log buffer still to flush.
-    pub log_len: u64,
-    /// VMM -> guest: fresh wall clock.
-    pub clock: Clock,
-    /// VMM -> guest: fresh entropy.
-    pub seed: [u8; 32],
-    /// VMM -> guest: 1 when the VM was restored from a snapshot taken here.
-    pub restored: u32,
-    /// Padding.
-    pub _pad: u32,
-}
-
 /// A tiny read-only archive: `u32 count`, then per entry `u32 name_len, u64 data_len`,
 /// name bytes, data bytes; entries are 8-byte aligned. Used for function files and the
 /// process configuration. The writer lives in the host, the reader in the guest.
@@ -386,7 +368,6 @@ mod tests {
             Hypercall::Next,
             Hypercall::Response,
             Hypercall::Abort,
-            Hypercall::RestorePoint,
             Hypercall::Phase,
         ] {
             assert_eq!(Hypercall::from_u32(h as u32), Some(h));

@@ -2,7 +2,7 @@
 //! mailbox page. The `out` is a full exit to the VMM (~28 us here), so callers batch.
 use thaw_abi::{
     layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, ResponseKind, ResponseMailbox,
-    RestoreMailbox, PhaseMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT,
+    PhaseMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT,
 };
 
 /// Traps into the VMM with call `nr`; returns when the VMM resumes the vCPU.
@@ -61,13 +61,6 @@ pub fn respond(kind: ResponseKind, len: u64, truncated: bool, log_len: u64) {
     call(Hypercall::Response);
 }
 
-/// The snapshot point; returns `(restored, clock, seed)` once the VM runs again.
-pub fn restore_point(log_len: u64) -> (bool, Clock, [u8; 32]) {
-    put(Hypercall::RestorePoint, RestoreMailbox { log_len, ..Default::default() });
-    call(Hypercall::RestorePoint);
-    let m: RestoreMailbox = get(Hypercall::RestorePoint);
-    (m.restored != 0, m.clock, m.seed)
-}
 
 /// Reports that the runtime reached `phase` (a `thaw_abi::phase` id).
 pub fn phase(phase: u32) {

@@ -9,7 +9,6 @@
 //! | `/run/thaw/response` | write | the handler result, sent on close |
 //! | `/run/thaw/error` | write | a handler error body, sent on close |
 //! | `/run/thaw/init_error` | write | an init error body, sent on close |
-//! | `/run/thaw/restore` | read | snapshot point; reads `{"restored": bool}` after resume |
 //! | `/run/thaw/runtime_ready` | read | reports the phase (host timestamps it); empty |
 //! | `/run/thaw/function_ready` | read | reports the phase; empty |
 //!
@@ -34,7 +33,6 @@ pub enum Special {
     Response,
     Error,
     InitError,
-    Restore,
     Phase(u32),
 }
 
@@ -46,7 +44,6 @@ impl Special {
             "response" => Self::Response,
             "error" => Self::Error,
             "init_error" => Self::InitError,
-            "restore" => Self::Restore,
             "runtime_ready" => Self::Phase(thaw_abi::phase::RUNTIME_READY),
             "function_ready" => Self::Phase(thaw_abi::phase::FUNCTION_READY),
             _ => return None,
@@ -108,7 +105,7 @@ impl Tree {
     /// Names directly inside directory `dir`, with whether each is a directory.
     pub fn list(&self, dir: &str) -> Vec<(String, bool)> {
         if dir == RUN_DIR {
-            return ["next", "event", "response", "error", "init_error", "restore", "runtime_ready", "function_ready"]
+            return ["next", "event", "response", "error", "init_error", "runtime_ready", "function_ready"]
                 .iter()
                 .map(|n| (String::from(*n), false))
                 .collect();

@@ -64,7 +64,6 @@ pub struct Ctx {
     env: Vec<Vec<u8>>,
     /// Header and payload lengths of the current invocation.
     current: (u64, u64),
-    restore_reply: Vec<u8>,
 }
 
 impl Ctx {
@@ -72,7 +71,7 @@ impl Ctx {
     pub fn new(tree: Tree, args: Vec<Vec<u8>>, env: Vec<Vec<u8>>, limits: StoreLimits) -> Self {
         let mut fds = alloc::vec![Some(Handle::Stdin), Some(Handle::Log), Some(Handle::Log)];
         fds.extend(PREOPENS.iter().map(|p| Some(Handle::Dir(String::from(*p)))));
-        Self { memory: None, limits, tree, fds, args, env, current: (0, 0), restore_reply: Vec::new() }
+        Self { memory: None, limits, tree, fds, args, env, current: (0, 0) }
     }
 
     fn handle(&mut self, fd: i32) -> Result<&mut Handle, i32> {
@@ -206,16 +205,6 @@ fn open(ctx: &mut Ctx, path: String, oflags: i32, rights: i64) -> Result<Handle,
                 Special::Event => {
                     let at = thaw_abi::layout::REQUEST_PAYLOAD_OFFSET as usize;
                     &crate::hc::request_area()[at..at + ctx.current.1 as usize]
-                }
-                Special::Restore => {
-                    let (restored, clock, seed) = crate::hc::restore_point(crate::log::pending());
-                    crate::log::taken();
-                    crate::clock::set_anchor(clock);
-                    crate::rng::reseed(&seed);
-                    ctx.restore_reply = alloc::format!("{{\"restored\": {restored}}}").into_bytes();
-                    // The reply lives until the next restore point; leak a copy so the
-                    // handle can hold a 'static slice (tiny, once per restore).
-                    alloc::vec::Vec::leak(ctx.restore_reply.clone())
                 }
                 Special::Phase(id) => {
                     crate::hc::phase(id);

@@ -255,7 +255,6 @@ impl Pod for thaw_abi::LogMailbox {}
 impl Pod for thaw_abi::NextMailbox {}
 impl Pod for thaw_abi::ResponseMailbox {}
 impl Pod for thaw_abi::AbortMailbox {}
-impl Pod for thaw_abi::RestoreMailbox {}
 impl Pod for thaw_abi::PhaseMailbox {}
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! 2. KVM_RUN until an exit; EINTR means a kick (timeout) -> `Interrupted`.
 //! 3. A write of a known call number to `HYPERCALL_PORT` is decoded from its
 //!    mailbox, every field checked (lengths capped, ranges inside guest RAM).
-//!    `Log` is handled here and the guest resumed; `Next`, `Response` and
-//!    `RestorePoint` are returned to the caller; `Abort` ends the VM.
+//!    `Log` and `Phase` are handled here and the guest resumed; `Next` and
+//!    `Response` are returned to the caller; `Abort` ends the VM.
 //! 4. Anything else (other ports, port reads, MMIO, HLT, shutdown, entry failures)
 //!    ends the VM with an error naming what the guest did.
 use crate::error::VmError;
@@ -16,7 +16,7 @@ use crate::memory::{Backing, GuestRam};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use thaw_abi::{
     layout, AbortMailbox, BootInfo, Clock, Hypercall, LogMailbox, NextMailbox, PhaseMailbox,
-    ResponseKind, ResponseMailbox, RestoreMailbox, HYPERCALL_PORT, MAX_PAYLOAD,
+    ResponseKind, ResponseMailbox, HYPERCALL_PORT, MAX_PAYLOAD,
 };
 
 /// Most log bytes kept per VM between `take_log` calls (older bytes are dropped).
@@ -29,8 +29,6 @@ pub enum GuestEvent {
     Next,
     /// A response; the guest continues (to its next `Next`) on the following `run`.
     Response(Response),
-    /// A snapshot point (before-snapshot hooks done); call `complete_restore_point`.
-    RestorePoint,
 }
 
 /// A validated response body.
@@ -261,27 +259,6 @@ impl Vm {
         self.ram.write_obj(Hypercall::Next.mailbox(), &mb)
     }
 
-    /// Answers a pending `RestorePoint`.
-    pub fn complete_restore_point(
-        &mut self,
-        restored: bool,
-        seed: [u8; 32],
-    ) -> Result<(), VmError> {
-        if self.pending != Some(Hypercall::RestorePoint) {
-            return Err(VmError::GuestExit(
-                "complete_restore_point while the guest is not at a restore point".into(),
-            ));
-        }
-        let mb = RestoreMailbox {
-            log_len: 0,
-            clock: self.clock_now(),
-            seed,
-            restored: u32::from(restored),
-            _pad: 0,
-        };
-        self.ram.write_obj(Hypercall::RestorePoint.mailbox(), &mb)
-    }
-
     /// Runs the vCPU until the guest needs the host (see the module doc).
     pub fn run(&mut self) -> Result<GuestEvent, VmError> {
         if self.dead {
@@ -383,11 +360,6 @@ impl Vm {
                 let m: NextMailbox = self.ram.read_obj(mb)?;
                 self.collect_log(m.log_len)?;
                 Ok(Some(GuestEvent::Next))
-            }
-            Hypercall::RestorePoint => {
-                let m: RestoreMailbox = self.ram.read_obj(mb)?;
-                self.collect_log(m.log_len)?;
-                Ok(Some(GuestEvent::RestorePoint))
             }
             Hypercall::Response => {
                 let m: ResponseMailbox = self.ram.read_obj(mb)?;
