@@ -21,3 +21,13 @@ $THAW run examples/fails --event '{}' || echo "(exit $?, as expected)" >&2
 
 step "slow: an infinite loop stopped at its 1 s timeout"
 $THAW run examples/slow --event '{}' --timeout 1 || echo "(exit $?, as expected)" >&2
+
+step "init_heavy: snapshot after init, then restore it in every memory mode"
+ID=$($THAW snapshot examples/init_heavy)
+for mode in eager mmap uffd uffd+prefetch shared; do
+  $THAW run --from-snapshot "$ID" --mode "$mode" --event '{"key": 7}' >/dev/null
+done
+$THAW store stats
+
+step "cold-start benchmark: every mode, ratios within this run (bench-out/)"
+$THAW bench examples/init_heavy --modes all --iterations 5 --out bench-out
