@@ -188,9 +188,21 @@ pub struct NextMailbox {
     pub seed: [u8; 32],
     /// VMM -> guest: 1 when this is the first invocation after a restore.
     pub restored: u32,
+    /// Guest -> VMM: [`NEXT_HAS_RESPONSE`] and [`NEXT_RESPONSE_TRUNCATED`]: the
+    /// previous invocation's response rides on this call (one exit per invoke).
+    pub response_flags: u32,
+    /// Guest -> VMM: that response's [`ResponseKind`].
+    pub response_kind: u32,
     /// Padding.
     pub _pad: u32,
+    /// Guest -> VMM: that response's length at [`layout::RESPONSE`].
+    pub response_len: u64,
 }
+
+/// `NextMailbox::response_flags`: a response is attached.
+pub const NEXT_HAS_RESPONSE: u32 = 1;
+/// `NextMailbox::response_flags`: the guest dropped bytes past [`MAX_PAYLOAD`].
+pub const NEXT_RESPONSE_TRUNCATED: u32 = 2;
 
 /// Result kinds of [`Hypercall::Response`].
 #[repr(u32)]

@@ -2,7 +2,7 @@
 //! mailbox page. The `out` is a full exit to the VMM (~28 us here), so callers batch.
 use thaw_abi::{
     layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, ResponseKind, ResponseMailbox,
-    PhaseMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT,
+    PhaseMailbox, ABORT_MESSAGE_MAX, NEXT_HAS_RESPONSE, NEXT_RESPONSE_TRUNCATED, HYPERCALL_PORT,
 };
 
 /// Traps into the VMM with call `nr`; returns when the VMM resumes the vCPU.
@@ -42,9 +42,33 @@ pub struct NextInvocation {
     pub seed: [u8; 32],
 }
 
-/// Blocks until the VMM hands over the next invocation.
+/// A response waiting to ride on the next `Next` call: `(kind, len, truncated)`.
+static mut PENDING: Option<(ResponseKind, u64, bool)> = None;
+
+/// Queues a response to be handed over with the next `Next` (saves one exit per
+/// invocation). Init errors go at once: no `Next` follows them.
+pub fn queue_response(kind: ResponseKind, len: u64, truncated: bool) {
+    if kind == ResponseKind::InitError {
+        respond(kind, len, truncated, crate::log::pending());
+        crate::log::taken();
+        return;
+    }
+    // SAFETY: the guest is single-threaded; nothing else borrows PENDING.
+    unsafe { *core::ptr::addr_of_mut!(PENDING) = Some((kind, len, truncated)) };
+}
+
+/// Blocks until the VMM hands over the next invocation (handing over a queued
+/// response on the way).
 pub fn next(log_len: u64) -> NextInvocation {
-    put(Hypercall::Next, NextMailbox { log_len, ..Default::default() });
+    // SAFETY: single-threaded, as in `queue_response`.
+    let pending = unsafe { (*core::ptr::addr_of_mut!(PENDING)).take() };
+    let mut mb = NextMailbox { log_len, ..Default::default() };
+    if let Some((kind, len, truncated)) = pending {
+        mb.response_flags = NEXT_HAS_RESPONSE | if truncated { NEXT_RESPONSE_TRUNCATED } else { 0 };
+        mb.response_kind = kind as u32;
+        mb.response_len = len;
+    }
+    put(Hypercall::Next, mb);
     call(Hypercall::Next);
     let m: NextMailbox = get(Hypercall::Next);
     NextInvocation {

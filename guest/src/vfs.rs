@@ -168,14 +168,11 @@ impl Sink {
         self.len += data.len() as u64;
     }
 
-    /// Sends the body to the VMM.
+    /// Hands the body to the VMM (with the next `Next`; init errors at once).
     pub fn send(self) {
         let truncated = self.len > MAX_PAYLOAD;
         let len = self.len.min(layout::RESPONSE_SIZE);
-        crate::hc::respond(self.kind, len, truncated, crate::log::pending());
-        crate::log::taken();
+        crate::hc::queue_response(self.kind, len, truncated);
     }
 }
 
-#[cfg(any())]
-mod tests {}

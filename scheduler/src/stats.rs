@@ -47,7 +47,7 @@ pub struct PoolStats {
     pub provisioned_allocated: u32,
     /// Idle provisioned instances.
     pub provisioned_available: u32,
-    /// Provisioned restores in flight.
+    /// Provisioned restores in flight, including those waiting for a permit or for memory.
     pub provisioned_restoring: u32,
     /// Concurrency charged to this version (busy + restoring + provisioned slots).
     pub concurrency: u32,

@@ -82,3 +82,79 @@ async fn provisioning_evicts_idle_on_demand_instances_or_fails() {
     assert_eq!(config.status, ProvisionedStatus::Failed);
     assert!(config.status_reason.unwrap().contains("memory budget"));
 }
+
+/// The storm race, made deterministic: a crashed provisioned instance frees its memory, an
+/// on-demand lease takes it before the replacement restore runs, and the budget is then full of busy
+/// instances. The shortage is transient, so the config waits (IN_PROGRESS) and refills once a busy
+/// instance comes back, instead of turning FAILED and never replacing the instance.
+#[tokio::test(start_paused = true)]
+async fn a_provisioned_replacement_waits_for_busy_instances_instead_of_failing() {
+    let mut l = limits();
+    l.memory_budget_bytes = 30 * MIB;
+    let e = env(l);
+    let p = fv("p", "1");
+    e.scheduler.put_provisioned(&p, 1).unwrap();
+    assert_eq!(
+        settle(&e.scheduler, &p).await.status,
+        ProvisionedStatus::Ready
+    );
+    let a = e.scheduler.lease(&fv("a", "1")).await.unwrap();
+    let _b = e.scheduler.lease(&fv("b", "1")).await.unwrap();
+    e.scheduler.lease(&p).await.unwrap().release(false);
+    // Runs before the replacement task is polled (no await point in a zero-delay restore).
+    let _c = e.scheduler.lease(&fv("c", "1")).await.unwrap();
+    assert_eq!(e.scheduler.stats().memory_used, 30 * MIB);
+
+    common::run_background().await;
+    let config = e.scheduler.get_provisioned(&p).unwrap();
+    assert_eq!(
+        (config.status, config.allocated, config.status_reason),
+        (ProvisionedStatus::InProgress, 0, None)
+    );
+    let pool = e.scheduler.stats().pool(&p).unwrap().clone();
+    assert_eq!(
+        pool.provisioned_restoring, 1,
+        "the replacement is still owed"
+    );
+    assert_eq!(pool.counters.no_capacity, 1, "counted once, not per look");
+
+    drop(a); // idle now, so evictable
+    let config = settle(&e.scheduler, &p).await;
+    assert_eq!(
+        (config.status, config.allocated),
+        (ProvisionedStatus::Ready, 1)
+    );
+    let stats = e.scheduler.stats();
+    assert_eq!(
+        stats.pool(&fv("a", "1")).unwrap().counters.evicted_memory,
+        1
+    );
+    assert_eq!(stats.memory_used, 30 * MIB);
+    assert_eq!(e.factory.live(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provisioned_restore_waiting_for_memory_ends_when_the_config_is_deleted() {
+    let mut l = limits();
+    l.memory_budget_bytes = 20 * MIB;
+    let e = env(l);
+    let _a = e.scheduler.lease(&fv("a", "1")).await.unwrap();
+    let _b = e.scheduler.lease(&fv("b", "1")).await.unwrap();
+    let p = fv("p", "1");
+    e.scheduler.put_provisioned(&p, 1).unwrap();
+    common::run_background().await;
+    let stats = e.scheduler.stats();
+    assert_eq!(stats.pool(&p).unwrap().provisioned_restoring, 1);
+    assert_eq!(
+        e.scheduler.get_provisioned(&p).unwrap().status,
+        ProvisionedStatus::InProgress
+    );
+
+    e.scheduler.delete_provisioned(&p).unwrap();
+    common::run_background().await;
+    let stats = e.scheduler.stats();
+    assert_eq!(stats.pool(&p).unwrap().provisioned_restoring, 0);
+    assert_eq!(stats.pool(&p).unwrap().concurrency, 0);
+    assert_eq!(stats.memory_used, 20 * MIB);
+    assert_eq!(e.factory.provisioned_restores(), 0);
+}

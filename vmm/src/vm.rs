@@ -16,7 +16,8 @@ use crate::memory::{Backing, GuestRam};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use thaw_abi::{
     layout, AbortMailbox, BootInfo, Clock, Hypercall, LogMailbox, NextMailbox, PhaseMailbox,
-    ResponseKind, ResponseMailbox, HYPERCALL_PORT, MAX_PAYLOAD,
+    ResponseKind, ResponseMailbox, HYPERCALL_PORT, MAX_PAYLOAD, NEXT_HAS_RESPONSE,
+    NEXT_RESPONSE_TRUNCATED,
 };
 
 /// Most log bytes kept per VM between `take_log` calls (older bytes are dropped).
@@ -27,7 +28,8 @@ const LOG_KEEP: usize = 8 << 20;
 pub enum GuestEvent {
     /// Blocked waiting for the next invocation (call `provide_next`, then `run`).
     Next,
-    /// A response; the guest continues (to its next `Next`) on the following `run`.
+    /// A response. When it rode on `Next` the guest is already parked again
+    /// (`pending() == Some(Next)`); otherwise it continues on the following `run`.
     Response(Response),
 }
 
@@ -255,6 +257,7 @@ impl Vm {
             seed: input.seed,
             restored: u32::from(input.restored),
             _pad: 0,
+            ..Default::default()
         };
         self.ram.write_obj(Hypercall::Next.mailbox(), &mb)
     }
@@ -347,6 +350,28 @@ impl Vm {
         Ok(())
     }
 
+    /// Validates and copies out a response the guest left in the response area.
+    fn read_response(&self, kind: u32, len: u64, truncated: bool) -> Result<Response, VmError> {
+        let kind = ResponseKind::from_u32(kind)
+            .ok_or_else(|| VmError::GuestHypercall(format!("unknown response kind {kind}")))?;
+        if len > layout::RESPONSE_SIZE {
+            return Err(VmError::GuestHypercall(format!(
+                "response length {len} exceeds the response area"
+            )));
+        }
+        let too_large = truncated || len > MAX_PAYLOAD;
+        let body = if too_large {
+            Vec::new()
+        } else {
+            self.ram.read_vec(layout::RESPONSE, len)?
+        };
+        Ok(Response {
+            kind,
+            body,
+            too_large,
+        })
+    }
+
     /// Decodes one hypercall; `Ok(None)` means resume the guest at once.
     fn hypercall(&mut self, call: Hypercall) -> Result<Option<GuestEvent>, VmError> {
         let mb = call.mailbox();
@@ -359,31 +384,21 @@ impl Vm {
             Hypercall::Next => {
                 let m: NextMailbox = self.ram.read_obj(mb)?;
                 self.collect_log(m.log_len)?;
+                if m.response_flags & NEXT_HAS_RESPONSE != 0 {
+                    // The guest is parked in `Next` with the last response attached:
+                    // hand the response over; the guest waits for its next event.
+                    let truncated = m.response_flags & NEXT_RESPONSE_TRUNCATED != 0;
+                    let response =
+                        self.read_response(m.response_kind, m.response_len, truncated)?;
+                    return Ok(Some(GuestEvent::Response(response)));
+                }
                 Ok(Some(GuestEvent::Next))
             }
             Hypercall::Response => {
                 let m: ResponseMailbox = self.ram.read_obj(mb)?;
                 self.collect_log(m.log_len)?;
-                let kind = ResponseKind::from_u32(m.kind).ok_or_else(|| {
-                    VmError::GuestHypercall(format!("unknown response kind {}", m.kind))
-                })?;
-                if m.len > layout::RESPONSE_SIZE {
-                    return Err(VmError::GuestHypercall(format!(
-                        "response length {} exceeds the response area",
-                        m.len
-                    )));
-                }
-                let too_large = m.truncated != 0 || m.len > MAX_PAYLOAD;
-                let body = if too_large {
-                    Vec::new()
-                } else {
-                    self.ram.read_vec(layout::RESPONSE, m.len)?
-                };
-                Ok(Some(GuestEvent::Response(Response {
-                    kind,
-                    body,
-                    too_large,
-                })))
+                let response = self.read_response(m.kind, m.len, m.truncated != 0)?;
+                Ok(Some(GuestEvent::Response(response)))
             }
             Hypercall::Phase => {
                 let m: PhaseMailbox = self.ram.read_obj(mb)?;

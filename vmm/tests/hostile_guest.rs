@@ -270,3 +270,43 @@ fn test_host_survives_many_hostile_vms() {
     let mut vm = vm_with(Asm::default().hypercall(Hypercall::Next));
     assert_eq!(vm.run().unwrap(), GuestEvent::Next);
 }
+
+#[test]
+fn test_response_riding_on_next_is_validated() {
+    if !kvm_or_skip("test_response_riding_on_next_is_validated") {
+        return;
+    }
+    // NextMailbox: ..., restored @72, response_flags @76, response_kind @80, response_len @88.
+    let mb = Hypercall::Next.mailbox();
+    let flags = u64::from(thaw_abi::NEXT_HAS_RESPONSE) << 32;
+    let huge = Asm::default()
+        .store(mb + 72, flags)
+        .store(mb + 80, 0)
+        .store(mb + 88, u64::MAX / 2)
+        .hypercall(Hypercall::Next);
+    let err = run_err(huge);
+    assert!(
+        matches!(&err, VmError::GuestHypercall(m) if m.contains("response length")),
+        "{err}"
+    );
+    let bad_kind = Asm::default()
+        .store(mb + 72, flags)
+        .store(mb + 80, 9)
+        .store(mb + 88, 4)
+        .hypercall(Hypercall::Next);
+    let err = run_err(bad_kind);
+    assert!(
+        matches!(&err, VmError::GuestHypercall(m) if m.contains("kind")),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_mailbox_offsets_match_the_abi() {
+    // The hand-assembled guests above poke NextMailbox fields by offset.
+    let m = thaw_abi::NextMailbox::default();
+    let base = &m as *const _ as usize;
+    assert_eq!(&m.response_flags as *const _ as usize - base, 76);
+    assert_eq!(&m.response_kind as *const _ as usize - base, 80);
+    assert_eq!(&m.response_len as *const _ as usize - base, 88);
+}

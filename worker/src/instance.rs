@@ -355,8 +355,11 @@ impl Instance {
         let deadline = Deadline::arm(t0 + self.spec.timeout, &self.vm.kicker());
         let result = self.run_to_response();
         let duration = t0.elapsed();
-        // The guest loops back to its next `Next` (still under the deadline).
+        // The response normally rides on the guest's next `Next` (one exit per
+        // invocation); a guest that sent it separately is run until it parks
+        // (still under the deadline).
         let parked = match &result {
+            Ok(_) if self.vm.pending() == Some(thaw_abi::Hypercall::Next) => Ok(GuestEvent::Next),
             Ok(_) => self.vm.run(),
             Err(_) => Err(VmError::Dead),
         };
