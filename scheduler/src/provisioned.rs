@@ -1,13 +1,19 @@
 //! Provisioned concurrency: per function-version configs (Put/Get/Delete), the background restores
 //! that fill a pool to its requested size, and the IN_PROGRESS -> READY | FAILED status.
+//!
+//! A restore that finds the memory budget full of busy or restoring instances waits for them
+//! (IN_PROGRESS) instead of failing: the shortage is transient, and a pool whose config FAILED would
+//! stop replacing crashed instances until the next put. Only a budget too small for the
+//! provisioned configs themselves, or a factory error, is FAILED.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::factory::{InstanceFactory, RestoreKind};
-use crate::ids::FunctionVersion;
+use crate::ids::{FunctionVersion, InstanceId};
 use crate::pool::{Idle, Pool, ProvState};
 use crate::scheduler::{Inner, Scheduler};
+use crate::state::State;
 
 /// Lambda's provisioned-concurrency `Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,7 +22,8 @@ pub enum ProvisionedStatus {
     InProgress,
     /// All requested instances exist.
     Ready,
-    /// A restore failed; see `status_reason`. Sticky until the next put.
+    /// A restore failed, or the provisioned configs need more memory than the host has; see
+    /// `status_reason`. Sticky until the next put.
     Failed,
 }
 
@@ -98,52 +105,67 @@ pub(crate) fn spawn_provisioners<F: InstanceFactory>(
     }
 }
 
+/// First wait before a provisioned restore refused for memory looks again.
+const MEMORY_RETRY_FIRST: Duration = Duration::from_millis(2);
+/// Longest wait between those looks.
+const MEMORY_RETRY_MAX: Duration = Duration::from_millis(50);
+
+/// What step 2 of a provisioned restore decided.
+enum Admit<I> {
+    /// Memory is charged: restore (after discarding the evicted `victims`).
+    Restore {
+        id: InstanceId,
+        generation: u64,
+        cost: u64,
+        victims: Vec<I>,
+    },
+    /// The pool no longer wants the instance, or the config FAILED; uncounted already.
+    Stop,
+    /// The budget is full of busy or restoring instances that will be given back: still counted in
+    /// `prov_restoring`, look again later.
+    Wait,
+}
+
 /// One provisioned restore, counted in `prov_restoring` by whoever spawned it.
 ///
 /// 1. Wait for a permit: at most `provision_parallelism` provisioned restores run at once.
 /// 2. Under the lock, check the pool still wants the instance (config not deleted, lowered or
-///    FAILED meanwhile) and charge the memory budget, evicting idle on-demand instances if needed.
-///    No room fails the config.
+///    FAILED meanwhile) and charge the memory budget, evicting idle on-demand instances if needed
+///    ([`admit`]). No room: if the provisioned configs alone need more than the budget, fail the
+///    config; otherwise the room is held by busy or restoring instances that will come back, so
+///    give the permit back, wait (doubling from `MEMORY_RETRY_FIRST` to `MEMORY_RETRY_MAX`) and
+///    go to 1. The restore stays counted meanwhile, so the config stays IN_PROGRESS and no
+///    duplicate is spawned.
 /// 3. Restore outside the lock.
 /// 4. Under the lock, add the instance to the idle provisioned list if it is of the current
 ///    generation and still wanted, else discard it; a restore error fails the config with its
 ///    reason. Refresh the status and spawn more restores if the pool is short again.
+///
+/// Waiting polls rather than being woken: room appears when any busy instance is released (it
+/// becomes evictable) or discarded, from many places, and a missed wake-up would lose the slot.
 async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<FunctionVersion>) {
-    // 1.
-    let Ok(_permit) = inner.provision_permits.acquire().await else {
-        return;
-    };
-    // 2.
-    let (id, generation, cost, victims) = {
-        let mut st = inner.state.lock();
-        let Some(pool) = st.pool(&key) else { return };
-        let wanted = pool
-            .prov
-            .as_ref()
-            .is_some_and(|c| c.status != ProvisionedStatus::Failed)
-            && pool.prov_live() + pool.prov_restoring <= pool.requested();
-        let (generation, cost) = (pool.generation, pool.cost);
-        let reserved = if wanted {
-            Some(st.reserve_memory(cost, inner.limits.memory_budget_bytes))
-        } else {
-            None
+    let mut delay = MEMORY_RETRY_FIRST;
+    let mut refused = false;
+    let (_permit, id, generation, cost, victims) = loop {
+        // 1.
+        let Ok(permit) = inner.provision_permits.acquire().await else {
+            return;
         };
-        match reserved {
-            Some(Ok(victims)) => (st.next_instance_id(), generation, cost, victims),
-            Some(Err(err)) => {
-                tracing::warn!(fv = %key, error = %err, "provisioned restore refused");
-                st.adjust_pool(&key, |p| {
-                    p.prov_restoring -= 1;
-                    p.counters.no_capacity += 1;
-                    p.fail(err.to_string());
-                });
-                return;
-            }
-            None => {
-                st.adjust_pool(&key, |p| p.prov_restoring -= 1);
-                return;
-            }
+        // 2.
+        match admit(&inner, &key, refused) {
+            Admit::Restore {
+                id,
+                generation,
+                cost,
+                victims,
+            } => break (permit, id, generation, cost, victims),
+            Admit::Stop => return,
+            Admit::Wait => {}
         }
+        refused = true;
+        drop(permit);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MEMORY_RETRY_MAX);
     };
     inner.discard_all(victims);
     // 3.
@@ -188,6 +210,82 @@ async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<Functi
     }
     if let Some(n) = spawn {
         spawn_provisioners(&inner, key, n);
+    }
+}
+
+/// Step 2 of [`provision_one`], under the lock. `refused_before` keeps a waiting restore from
+/// counting (and logging) the same shortage on every look.
+fn admit<F: InstanceFactory>(
+    inner: &Inner<F>,
+    key: &FunctionVersion,
+    refused_before: bool,
+) -> Admit<F::Instance> {
+    let budget = inner.limits.memory_budget_bytes;
+    let mut st = inner.state.lock();
+    let Some(pool) = st.pool(key) else {
+        return Admit::Stop;
+    };
+    let wanted = pool
+        .prov
+        .as_ref()
+        .is_some_and(|c| c.status != ProvisionedStatus::Failed)
+        && pool.prov_live() + pool.prov_restoring <= pool.requested();
+    if !wanted {
+        st.adjust_pool(key, |p| p.prov_restoring -= 1);
+        return Admit::Stop;
+    }
+    let (generation, cost) = (pool.generation, pool.cost);
+    let err = match st.reserve_memory(cost, budget) {
+        Ok(victims) => {
+            return Admit::Restore {
+                id: st.next_instance_id(),
+                generation,
+                cost,
+                victims,
+            }
+        }
+        Err(err) => err,
+    };
+    if st.provisioned_bytes() > budget {
+        // Only a config change can make room: Lambda's FAILED, sticky until the next put.
+        tracing::warn!(fv = %key, error = %err, "provisioned restore refused"); eprintln!("PROBE-FAIL");
+        st.adjust_pool(key, |p| {
+            p.prov_restoring -= 1;
+            if !refused_before {
+                p.counters.no_capacity += 1;
+            }
+            p.fail(err.to_string());
+        });
+        return Admit::Stop;
+    }
+    if !refused_before {
+        tracing::info!(fv = %key, error = %err, "provisioned restore waiting for memory"); eprintln!("PROBE-WAIT");
+        if let Some(p) = st.pool_mut(key) {
+            p.counters.no_capacity += 1;
+        }
+    }
+    Admit::Wait
+}
+
+impl<I> State<I> {
+    /// Bytes the provisioned configs hold for good: `requested` instances of every config that has
+    /// not FAILED, and the instances a FAILED config keeps. Busy extras of a lowered or deleted
+    /// config are not counted: they are discarded when released.
+    pub(crate) fn provisioned_bytes(&self) -> u64 {
+        self.functions
+            .values()
+            .flat_map(|fs| fs.versions.values())
+            .map(|p| {
+                let held = match &p.prov {
+                    None => 0,
+                    Some(c) if c.status == ProvisionedStatus::Failed => {
+                        p.prov_live().min(c.requested)
+                    }
+                    Some(c) => c.requested,
+                };
+                p.cost * u64::from(held)
+            })
+            .sum()
     }
 }
 
