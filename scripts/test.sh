@@ -5,7 +5,7 @@
 # `thaw`), so release tests reuse those artifacts, while a debug run would compile
 # the whole dependency tree (wasmtime + cranelift) a second time. On 2 cores that
 # second build costs more than any test saves. KVM tests print
-# `SKIPPED: no /dev/kvm` where /dev/kvm is missing. Formatting is checked last.
+# `SKIPPED: no /dev/kvm` where /dev/kvm is missing. Formatting and clippy are checked last.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,3 +19,6 @@ cargo test --workspace --release -j"$JOBS"
 
 echo "test: cargo fmt --all -- --check" >&2
 cargo fmt --all -- --check
+
+echo "test: cargo clippy --workspace --all-targets --release -- -D warnings" >&2
+cargo clippy --workspace --all-targets --release -j"$JOBS" -- -D warnings

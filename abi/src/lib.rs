@@ -344,6 +344,22 @@ pub mod files {
     }
 }
 
+// The layout is checked at compile time: regions in order, aligned, large enough.
+const _: () = {
+    use layout::*;
+    assert!(ELF_END <= BOOT_INFO);
+    assert!(MAILBOXES + 7 * 0x1000 <= LOG);
+    assert!(LOG + LOG_SIZE <= REQUEST);
+    assert!(REQUEST + REQUEST_SIZE <= RESPONSE);
+    assert!(REQUEST_SIZE - REQUEST_PAYLOAD_OFFSET >= MAX_PAYLOAD);
+    assert!(RESPONSE + RESPONSE_SIZE <= STACK_GUARD);
+    assert!(RESPONSE_SIZE > MAX_PAYLOAD);
+    assert!(STACK_GUARD.is_multiple_of(PAGE_2M));
+    assert!(IMAGES.is_multiple_of(PAGE_2M));
+    assert!(core::mem::size_of::<BootInfo>() <= 0x1000);
+    assert!(core::mem::size_of::<NextMailbox>() <= 0x1000);
+};
+
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
@@ -386,20 +402,5 @@ mod tests {
         }
         assert_eq!(Hypercall::from_u32(0), None);
         assert_eq!(Hypercall::from_u32(99), None);
-    }
-
-    #[test]
-    fn test_layout_is_ordered_and_aligned() {
-        use layout::*;
-        assert!(ELF_END <= BOOT_INFO);
-        assert!(MAILBOXES + 7 * 0x1000 <= LOG);
-        assert!(LOG + LOG_SIZE <= REQUEST);
-        assert!(REQUEST + REQUEST_SIZE <= RESPONSE);
-        assert!(REQUEST_SIZE - REQUEST_PAYLOAD_OFFSET >= MAX_PAYLOAD);
-        assert!(RESPONSE + RESPONSE_SIZE <= STACK_GUARD);
-        assert!(RESPONSE_SIZE > MAX_PAYLOAD);
-        assert_eq!(STACK_GUARD % PAGE_2M, 0);
-        assert_eq!(IMAGES % PAGE_2M, 0);
-        assert!(core::mem::size_of::<BootInfo>() <= 0x1000);
     }
 }

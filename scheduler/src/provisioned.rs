@@ -248,7 +248,7 @@ fn admit<F: InstanceFactory>(
     };
     if st.provisioned_bytes() > budget {
         // Only a config change can make room: Lambda's FAILED, sticky until the next put.
-        tracing::warn!(fv = %key, error = %err, "provisioned restore refused"); eprintln!("PROBE-FAIL");
+        tracing::warn!(fv = %key, error = %err, "provisioned restore refused");
         st.adjust_pool(key, |p| {
             p.prov_restoring -= 1;
             if !refused_before {
@@ -259,7 +259,7 @@ fn admit<F: InstanceFactory>(
         return Admit::Stop;
     }
     if !refused_before {
-        tracing::info!(fv = %key, error = %err, "provisioned restore waiting for memory"); eprintln!("PROBE-WAIT");
+        tracing::info!(fv = %key, error = %err, "provisioned restore waiting for memory");
         if let Some(p) = st.pool_mut(key) {
             p.counters.no_capacity += 1;
         }

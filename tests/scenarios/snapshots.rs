@@ -116,7 +116,7 @@ fn test_twenty_clones_answer_independently() {
     let snap = Arc::new(w.open_snapshot(&id, None).unwrap());
     // 20 clones alive at once (mmap: they share clean pages), restored by 4 threads.
     let clones: Vec<_> = (0..4)
-        .map(|t| {
+        .map(|_| {
             let (w, snap) = (w.clone(), snap.clone());
             std::thread::spawn(move || {
                 (0..5)

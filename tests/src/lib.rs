@@ -151,6 +151,14 @@ pub fn median(mut d: Vec<Duration>) -> Duration {
     d[d.len() / 2]
 }
 
+/// A worker over the shared runtime and a fresh snapshot store in `dir`.
+pub fn worker(dir: &std::path::Path, opts: thaw_snapshotter::StoreOptions) -> thaw_worker::Worker {
+    let data = thaw_worker::DataDir::new(dir);
+    let store =
+        thaw_snapshotter::Store::open_with_options(&data.store(), opts).expect("open store");
+    thaw_worker::Worker::from_parts(runtime().clone(), store, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,12 +175,4 @@ mod tests {
         let s = ascii_payload(10_000, 7);
         assert_eq!(serde_json::to_string(&s).unwrap().len(), s.len() + 2);
     }
-}
-
-/// A worker over the shared runtime and a fresh snapshot store in `dir`.
-pub fn worker(dir: &std::path::Path, opts: thaw_snapshotter::StoreOptions) -> thaw_worker::Worker {
-    let data = thaw_worker::DataDir::new(dir);
-    let store =
-        thaw_snapshotter::Store::open_with_options(&data.store(), opts).expect("open store");
-    thaw_worker::Worker::from_parts(runtime().clone(), store, data)
 }

@@ -106,9 +106,10 @@ fn watchdog() -> &'static Watchdog {
 }
 
 impl Watchdog {
-    /// 1. Sleep until the earliest deadline (or a new arming). 2. Kick every expired
-    /// VM. 3. Re-arm a kicked VM 1 ms later while it is still inside `run`, so a
-    /// signal that raced with KVM_RUN entry is repeated.
+    /// 1. Sleep until the earliest deadline (or a new arming).
+    /// 2. Kick every expired VM.
+    /// 3. Re-arm a kicked VM 1 ms later while it is still inside `run`, so a
+    ///    signal that raced with KVM_RUN entry is repeated.
     fn run(&self) {
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
         loop {
