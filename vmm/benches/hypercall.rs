@@ -6,38 +6,9 @@
 //! Run: `cargo bench -p thaw-vmm --bench hypercall`.
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use thaw_abi::{layout, Hypercall, HYPERCALL_PORT};
+use thaw_abi::{layout, Hypercall};
+use thaw_vmm::asm::Asm;
 use thaw_vmm::{kvm_or_skip, GuestEvent, NextInput, Vm, VmConfig};
-
-/// A few x86_64 instructions (as in tests/hostile_guest.rs).
-#[derive(Default)]
-struct Asm(Vec<u8>);
-
-impl Asm {
-    fn hypercall(mut self, h: Hypercall) -> Self {
-        self.0.extend([0x66, 0xba]);
-        self.0.extend(HYPERCALL_PORT.to_le_bytes());
-        self.0.push(0xb8);
-        self.0.extend((h as u32).to_le_bytes());
-        self.0.push(0xef);
-        self
-    }
-    /// `mov rax, v; mov [addr], rax`
-    fn store(mut self, addr: u64, v: u64) -> Self {
-        self.0.extend([0x48, 0xb8]);
-        self.0.extend(v.to_le_bytes());
-        self.0.extend([0x48, 0xa3]);
-        self.0.extend(addr.to_le_bytes());
-        self
-    }
-    /// `jmp` back to offset 0.
-    fn loop_to_start(mut self) -> Self {
-        let rel = -(self.0.len() as i32 + 5);
-        self.0.push(0xe9);
-        self.0.extend(rel.to_le_bytes());
-        self
-    }
-}
 
 fn round_trip(c: &mut Criterion) {
     if !kvm_or_skip("hypercall round trip bench") {

@@ -5,6 +5,7 @@
 //! slower). The VMM owns guest RAM ([`memory`]), the boot structures ([`setup`]),
 //! the ELF loader ([`elf`]), the exit loop and hypercall validation ([`vm`]), the
 //! timeout kick ([`kick`]) and vCPU state save/restore ([`state`]).
+pub mod asm;
 pub mod elf;
 pub mod error;
 pub mod kick;

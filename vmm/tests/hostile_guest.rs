@@ -3,57 +3,8 @@
 //! a clear error; the host process (this test) carries on and can run more VMs.
 use std::time::{Duration, Instant};
 use thaw_abi::{layout, Hypercall, HYPERCALL_PORT};
+use thaw_vmm::asm::Asm;
 use thaw_vmm::{kvm_or_skip, Deadline, GuestEvent, NextInput, Vm, VmConfig, VmError};
-
-/// A few x86_64 instructions, enough to script a guest.
-#[derive(Default)]
-struct Asm(Vec<u8>);
-
-impl Asm {
-    fn mov_dx(mut self, v: u16) -> Self {
-        self.0.extend([0x66, 0xba]);
-        self.0.extend(v.to_le_bytes());
-        self
-    }
-    fn mov_eax(mut self, v: u32) -> Self {
-        self.0.push(0xb8);
-        self.0.extend(v.to_le_bytes());
-        self
-    }
-    fn out(mut self) -> Self {
-        self.0.push(0xef);
-        self
-    }
-    fn input(mut self) -> Self {
-        self.0.push(0xec);
-        self
-    }
-    /// `mov rax, v; mov [addr], rax`
-    fn store(mut self, addr: u64, v: u64) -> Self {
-        self.0.extend([0x48, 0xb8]);
-        self.0.extend(v.to_le_bytes());
-        self.0.extend([0x48, 0xa3]);
-        self.0.extend(addr.to_le_bytes());
-        self
-    }
-    /// `mov rax, [addr]`
-    fn load(mut self, addr: u64) -> Self {
-        self.0.extend([0x48, 0xa1]);
-        self.0.extend(addr.to_le_bytes());
-        self
-    }
-    fn hypercall(self, h: Hypercall) -> Self {
-        self.mov_dx(HYPERCALL_PORT).mov_eax(h as u32).out()
-    }
-    fn spin(mut self) -> Self {
-        self.0.extend([0xeb, 0xfe]);
-        self
-    }
-    fn hlt(mut self) -> Self {
-        self.0.push(0xf4);
-        self
-    }
-}
 
 fn vm_with(code: Asm) -> Vm {
     let mut vm = Vm::new(&VmConfig {
@@ -84,10 +35,8 @@ fn test_valid_next_then_response_round_trip() {
     let code = Asm::default()
         .hypercall(Hypercall::Next)
         .load(layout::REQUEST + layout::REQUEST_PAYLOAD_OFFSET);
-    let mut code = code;
-    code.0.extend([0x48, 0xa3]);
-    code.0.extend(layout::RESPONSE.to_le_bytes());
     let code = code
+        .store_rax(layout::RESPONSE)
         .store(resp, 0)
         .store(resp + 8, 8)
         .store(resp + 16, 0)
