@@ -339,7 +339,7 @@ impl Instance {
             "restored": self.fresh_restore,
         })
         .to_string();
-        self.ready = false;
+        // A refused request (e.g. an oversized header) leaves the instance ready.
         self.vm.provide_next(&NextInput {
             header: header.as_bytes(),
             payload: &req.payload,
@@ -351,6 +351,7 @@ impl Instance {
             },
             restored: self.fresh_restore,
         })?;
+        self.ready = false;
         self.fresh_restore = false;
         let deadline = Deadline::arm(t0 + self.spec.timeout, &self.vm.kicker());
         let result = self.run_to_response();
