@@ -36,6 +36,29 @@ fn test_request_over_6_mib_is_refused_before_the_vm() {
 }
 
 #[test]
+fn test_oversized_client_context_is_refused_and_the_instance_still_serves() {
+    if !kvm_or_skip("test_oversized_client_context_is_refused_and_the_instance_still_serves") {
+        return;
+    }
+    let mut instance = boot(spec("big-context", HELLO));
+    let req = thaw_worker::InvokeRequest {
+        payload: br#"{"name": "ctx"}"#.to_vec(),
+        client_context: Some(json!({"custom": "c".repeat(200 * 1024)})),
+        ..Default::default()
+    };
+    let err = instance.invoke(&req).expect_err("a 200 KiB client context");
+    assert!(matches!(err, thaw_worker::WorkerError::Vm(_)), "{err:?}");
+    assert!(
+        instance.is_ready(),
+        "a refused request must not spend the instance"
+    );
+    assert_eq!(
+        body_json(&invoke(&mut instance, &json!({"name": "ok"}))),
+        json!({"hello": "ok"})
+    );
+}
+
+#[test]
 fn test_response_over_6_mib_is_a_function_error() {
     if !kvm_or_skip("test_response_over_6_mib_is_a_function_error") {
         return;
