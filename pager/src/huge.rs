@@ -144,6 +144,25 @@ impl HugeMemfd {
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
     }
+
+    /// Copies `data` into the memory at `offset` (hugetlbfs has no `write(2)`).
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), HugeError> {
+        let end = offset.checked_add(data.len()).filter(|&e| e <= self.len);
+        if end.is_none() {
+            return Err(HugeError::CheckLength(offset.saturating_add(data.len())));
+        }
+        // SAFETY: [offset, offset + len) lies inside this value's live mapping
+        // (checked above); `data` is a distinct host buffer; nothing else holds a
+        // reference into the mapping while it is being filled.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.addr.offset(offset).as_ptr() as *mut u8,
+                data.len(),
+            )
+        };
+        Ok(())
+    }
 }
 
 impl Drop for HugeMemfd {

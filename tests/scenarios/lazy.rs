@@ -129,14 +129,22 @@ fn test_unservable_page_ends_the_vm_with_a_clear_error() {
     );
     let (id, _) = w.snapshot(&spec("badpage", COUNTER)).unwrap();
     let snap = w.open_snapshot(&id, None).unwrap();
-    // Corrupt every chunk the guest pages in lazily (all but the VMM's own areas,
-    // which a restore installs and checks up front).
+    // Corrupt every chunk the guest pages in lazily: all but the VMM's own areas
+    // and the runtime's module image, which a restore installs (and verifies) up
+    // front, so damage there fails the restore instead (clean, before any run).
     let vmm_lo = thaw_abi::layout::BOOT_INFO;
     let vmm_hi = thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE;
+    let module_lo = thaw_abi::layout::IMAGES;
+    let module_hi = module_lo + thaw_tests::runtime().module.bytes.len() as u64;
+    let eager = |lo: u64, hi: u64| {
+        (vmm_lo..vmm_hi).contains(&lo)
+            || (vmm_lo..vmm_hi).contains(&(hi - 1))
+            || (module_lo..module_hi.next_multiple_of(thaw_abi::PAGE_2M)).contains(&lo)
+    };
     let mut corrupted = 0;
     for c in snap.manifest.chunks() {
         let Some(chunk) = c.id else { continue };
-        if c.guest_addr + c.len > vmm_lo && c.guest_addr < vmm_hi {
+        if eager(c.guest_addr, c.guest_addr + c.len) {
             continue;
         }
         let hex = chunk.to_string();
@@ -179,5 +187,50 @@ fn test_unservable_page_ends_the_vm_with_a_clear_error() {
     assert_eq!(
         body_json(&invoke(&mut ok, &serde_json::json!({}))),
         serde_json::json!(7)
+    );
+}
+
+#[test]
+fn test_corrupt_module_chunk_fails_cleanly() {
+    if !kvm_or_skip("test_corrupt_module_chunk_fails_cleanly") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(
+        dir.path(),
+        StoreOptions {
+            cache_bytes: 0,
+            ..StoreOptions::default()
+        },
+    );
+    let (id, _) = w.snapshot(&spec("badmodule", COUNTER)).unwrap();
+    let snap = w.open_snapshot(&id, None).unwrap();
+    // The first data chunk of the runtime's module image.
+    let module_lo = thaw_abi::layout::IMAGES;
+    let c = snap
+        .manifest
+        .chunks()
+        .find(|c| c.guest_addr >= module_lo && c.id.is_some())
+        .unwrap();
+    let hex = c.id.unwrap().to_string();
+    let path = w.data().store().join("chunks").join(&hex[..2]).join(&hex);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    // With huge pages the module image is built at restore (the restore fails);
+    // without, the guest's first touch fails (the invocation fails). Either way the
+    // error names the chunk and nothing hangs.
+    let err = match w.restore(&snap, MemoryMode::UffdPrefetch) {
+        Err(e) => e,
+        Ok((mut inst, _)) => inst
+            .invoke(&Default::default())
+            .expect_err("corrupt module page"),
+    };
+    let msg = thaw_worker::error::error_chain(&err);
+    assert!(msg.contains(&hex) || msg.contains("chunk"), "{msg}");
+    assert!(
+        w.store().is_bad(&id).unwrap().is_some() || msg.contains("could not be served"),
+        "{msg}"
     );
 }

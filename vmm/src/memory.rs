@@ -207,6 +207,37 @@ impl GuestRam {
         Ok(f(slice))
     }
 
+    /// Replaces `[addr, addr+len)` of guest RAM with a private (copy-on-write)
+    /// mapping of `fd` from offset 0: clones that map one image this way share its
+    /// clean pages. `&mut self`: no VM uses the RAM yet.
+    pub fn map_image_private(
+        &mut self,
+        addr: u64,
+        len: u64,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), VmError> {
+        let at = self.check(addr, len)?;
+        if !at.is_multiple_of(ALIGN) || !(len as usize).is_multiple_of(ALIGN) {
+            return Err(VmError::OutOfRange { addr, len });
+        }
+        // SAFETY: MAP_FIXED over a 2 MiB-aligned sub-range of the mapping this value
+        // owns (checked); nothing references that range (`&mut self`, no VM yet).
+        let p = unsafe {
+            libc::mmap(
+                self.base.add(at) as *mut libc::c_void,
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(VmError::MapMemory(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Borrows all of guest RAM (for snapshots). The guest must be stopped.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is live for &self's lifetime; callers only use this

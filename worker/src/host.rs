@@ -43,7 +43,7 @@ pub struct Worker {
     runtime: Arc<Runtime>,
     store: Store,
     data: DataDir,
-    shared: Arc<crate::lazy::SharedImages>,
+    lazy: Arc<crate::lazy::LazyCaches>,
 }
 
 /// How an instance came to be.
@@ -73,22 +73,24 @@ impl Worker {
             ..Default::default()
         };
         let store = Store::open_with_options(&data.store(), opts).map_err(WorkerError::Store)?;
+        let runtime2 = runtime.clone();
         Ok(Self {
             runtime,
             store,
             data,
-            shared: Default::default(),
+            lazy: Arc::new(lazy_caches(&runtime2)),
         })
     }
 
     /// Assembles a worker from parts (tests share one runtime; failure injection
     /// passes a store opened with a fail point).
     pub fn from_parts(runtime: Arc<Runtime>, store: Store, data: DataDir) -> Self {
+        let runtime2 = runtime.clone();
         Self {
             runtime,
             store,
             data,
-            shared: Default::default(),
+            lazy: Arc::new(lazy_caches(&runtime2)),
         }
     }
 
@@ -149,7 +151,7 @@ impl Worker {
             return Ok((i, StartTimings::Boot(t)));
         }
         let t0 = Instant::now();
-        let (i, mut t) = restore(&self.store, snap, mode, &self.data.images(), &self.shared)?;
+        let (i, mut t) = restore(&self.store, snap, mode, &self.data.images(), &self.lazy)?;
         t.total = t0.elapsed();
         Ok((i, StartTimings::Restore(t)))
     }
@@ -181,5 +183,16 @@ impl Worker {
         let (id, _) = self.snapshot(spec)?;
         let snap = self.open_snapshot(&id, Some(&code_hash))?;
         self.restore(&snap, mode)
+    }
+}
+
+/// The lazy modes' caches, with the guest range the runtime's module occupies.
+fn lazy_caches(runtime: &Runtime) -> crate::lazy::LazyCaches {
+    let lo = thaw_abi::layout::IMAGES;
+    let hi =
+        (lo + runtime.module.bytes.len() as u64).div_ceil(thaw_abi::PAGE_2M) * thaw_abi::PAGE_2M;
+    crate::lazy::LazyCaches {
+        module_region: Some((lo, hi)),
+        ..Default::default()
     }
 }

@@ -124,6 +124,54 @@ impl SharedImages {
     }
 }
 
+/// Hugetlbfs images of the precompiled module's region, shared by every lazily
+/// restored clone whose snapshot holds the same chunks there (one runtime = one
+/// image): the module is read-only after load, so clones map it privately and
+/// read it for free instead of each copying ~60 MiB through the pager.
+#[derive(Debug, Default)]
+pub struct ModuleImages(Mutex<HashMap<Vec<Option<ChunkId>>, Arc<thaw_pager::HugeMemfd>>>);
+
+impl ModuleImages {
+    /// The image for `chunks` (a 2 MiB-aligned run of the snapshot), built on first
+    /// use; `None` when no huge pages are free (the caller pages it in instead).
+    fn get(
+        &self,
+        store: &Store,
+        snap: &OpenedSnapshot,
+        chunks: &[Option<ChunkId>],
+    ) -> Result<Option<Arc<thaw_pager::HugeMemfd>>, WorkerError> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(img) = map.get(chunks) {
+            return Ok(Some(img.clone()));
+        }
+        let cs = snap.manifest.chunk_size as usize;
+        let Ok(img) = thaw_pager::HugeMemfd::create(chunks.len() * cs) else {
+            return Ok(None);
+        };
+        for (i, id) in chunks.iter().enumerate() {
+            if let Some(id) = id {
+                let bytes = store
+                    .read_chunk(id)
+                    .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
+                img.write_at(i * cs, &bytes)
+                    .map_err(|e| WorkerError::Pager(e.to_string()))?;
+            }
+        }
+        let img = Arc::new(img);
+        map.insert(chunks.to_vec(), img.clone());
+        Ok(Some(img))
+    }
+}
+
+/// The lazy modes' per-worker state.
+#[derive(Debug, Default)]
+pub struct LazyCaches {
+    pub shared: SharedImages,
+    pub modules: ModuleImages,
+    /// Guest range of the runtime's precompiled module (2 MiB aligned), if known.
+    pub module_region: Option<(u64, u64)>,
+}
+
 /// The chunk indices covering what the VMM accesses itself (step 3).
 fn vmm_chunks(chunk_size: u64) -> std::ops::Range<u32> {
     let (lo, hi) = (
@@ -138,12 +186,13 @@ pub fn lazy_restore(
     store: &Store,
     snap: &OpenedSnapshot,
     mode: MemoryMode,
-    shared: &SharedImages,
+    caches: &LazyCaches,
 ) -> Result<(Vm, LazyMemory, std::time::Duration), WorkerError> {
+    let shared = &caches.shared;
     let t0 = std::time::Instant::now();
     let len = snap.manifest.meta.memory_size;
     // 1. Guest RAM.
-    let (ram, backing) = match mode {
+    let (mut ram, backing) = match mode {
         MemoryMode::Shared => {
             let image = shared.get(&snap.manifest.id, len as usize)?;
             let ram = GuestRam::new(
@@ -162,6 +211,28 @@ pub fn lazy_restore(
                 )
             }
         },
+    };
+    // 1b. The module's region, mapped privately from the shared hugetlbfs image.
+    let module_chunks = match (mode, backing_is_hugetlb(&backing), caches.module_region) {
+        (MemoryMode::Uffd | MemoryMode::UffdPrefetch, true, Some((lo, hi))) => {
+            let cs = snap.manifest.chunk_size;
+            let range = (lo / cs) as usize..(hi / cs) as usize;
+            let ids: Vec<Option<ChunkId>> = snap.manifest.chunks().map(|c| c.id).collect();
+            match ids.get(range.clone()) {
+                Some(run) if lo % cs == 0 && hi % cs == 0 => match caches
+                    .modules
+                    .get(store, snap, run)?
+                {
+                    Some(image) => {
+                        ram.map_image_private(lo, hi - lo, std::os::fd::AsFd::as_fd(image.fd()))?;
+                        range.start as u32..range.end as u32
+                    }
+                    None => 0..0,
+                },
+                _ => 0..0,
+            }
+        }
+        _ => 0..0,
     };
     // 2. The pager. The working set may have been recorded since `snap` was read.
     let working_set = match &snap.manifest.working_set {
@@ -204,8 +275,13 @@ pub fn lazy_restore(
         if let Some(ws) = &working_set {
             // In the background: the vCPU runs meanwhile and a block it reaches
             // first is served by its fault (EEXIST settles the race).
+            let ws: Vec<u32> = ws
+                .iter()
+                .copied()
+                .filter(|i| !module_chunks.contains(i))
+                .collect();
             handle
-                .prefetch(ws)
+                .prefetch(&ws)
                 .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
         }
     }
@@ -230,6 +306,10 @@ pub fn pager_fault(store: &Store, id: &SnapshotId, msg: &str) -> WorkerError {
         let _ = store.mark_bad(id, msg);
     }
     WorkerError::Pager(format!("snapshot {id}: {msg}"))
+}
+
+fn backing_is_hugetlb(b: &thaw_pager::Backing) -> bool {
+    matches!(b, thaw_pager::Backing::Hugetlb)
 }
 
 fn warn_once(msg: &str) {

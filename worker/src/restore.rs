@@ -197,14 +197,14 @@ pub fn restore(
     snap: &OpenedSnapshot,
     mode: MemoryMode,
     images_dir: &Path,
-    shared: &crate::lazy::SharedImages,
+    caches: &crate::lazy::LazyCaches,
 ) -> Result<(Instance, RestoreTimings), WorkerError> {
     let t0 = Instant::now();
     if matches!(
         mode,
         MemoryMode::Uffd | MemoryMode::UffdPrefetch | MemoryMode::Shared
     ) {
-        let (vm, lazy, memory) = crate::lazy::lazy_restore(store, snap, mode, shared)?;
+        let (vm, lazy, memory) = crate::lazy::lazy_restore(store, snap, mode, caches)?;
         let total = t0.elapsed();
         let instance = Instance::restored_lazy(vm, snap.spec.clone(), lazy);
         let t = RestoreTimings {
