@@ -238,6 +238,26 @@ impl GuestRam {
         Ok(())
     }
 
+    /// Backs `[addr, addr+len)` with (zero-filled) host memory now
+    /// (MADV_POPULATE_WRITE), so later accesses never fault; running out of memory
+    /// (e.g. huge pages) is an error here rather than a SIGBUS later.
+    pub fn populate(&self, addr: u64, len: u64) -> Result<(), VmError> {
+        let at = self.check(addr, len)?;
+        // SAFETY: advice on a sub-range of our own mapping (checked); populating
+        // does not change its contents.
+        let rc = unsafe {
+            libc::madvise(
+                self.base.add(at) as *mut libc::c_void,
+                len as usize,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        if rc != 0 {
+            return Err(VmError::MapMemory(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Borrows all of guest RAM (for snapshots). The guest must be stopped.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is live for &self's lifetime; callers only use this

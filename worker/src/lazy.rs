@@ -10,8 +10,9 @@
 //! 2. Start this VM's pager over it, recording touched chunks when the snapshot
 //!    has no working set yet.
 //! 3. Install the chunks the VMM itself reads and writes (boot info, mailboxes,
-//!    log, request and response areas) before anything runs, so a corrupt chunk
-//!    there fails the restore cleanly instead of faulting the host.
+//!    log, request and response areas) before the pager registers the range, so
+//!    a corrupt chunk or a lack of memory there fails the restore cleanly instead
+//!    of faulting the host.
 //! 4. `uffd+prefetch`: install the recorded working set in bulk.
 //! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
 use crate::error::WorkerError;
@@ -234,6 +235,24 @@ pub fn lazy_restore(
         }
         _ => 0..0,
     };
+    // 3 (before the pager registers the range, on hugetlbfs). What the VMM
+    //    touches itself: populated first (running out of huge pages fails here,
+    //    not with a SIGBUS in the VMM thread later), then the data chunks copied
+    //    in. On 4 KiB backings the pager installs them instead (below): populating
+    //    18 MiB of small pages costs far more than a few 2 MiB installs.
+    let early = backing_is_hugetlb(&backing);
+    for i in vmm_chunks(snap.manifest.chunk_size).filter(|_| early) {
+        let Some(c) = snap.manifest.chunk(i) else {
+            continue;
+        };
+        ram.populate(c.guest_addr, c.len)?;
+        if let Some(id) = c.id {
+            let bytes = store
+                .read_chunk(&id)
+                .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
+            ram.write(c.guest_addr, &bytes)?;
+        }
+    }
     // 2. The pager. The working set may have been recorded since `snap` was read.
     let working_set = match &snap.manifest.working_set {
         Some(ws) => Some(ws.clone()),
@@ -265,11 +284,12 @@ pub fn lazy_restore(
     // only the chunks installed in step 3 below.
     let handle = unsafe { Pager::start(region, source, opts) }
         .map_err(|e| WorkerError::Pager(e.to_string()))?;
-    // 3. What the VMM touches.
-    let vmm: Vec<u32> = vmm_chunks(snap.manifest.chunk_size).collect();
-    handle
-        .prefetch_blocking(&vmm)
-        .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+    if !early {
+        let vmm: Vec<u32> = vmm_chunks(snap.manifest.chunk_size).collect();
+        handle
+            .prefetch_blocking(&vmm)
+            .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+    }
     // 4. The working set.
     if mode == MemoryMode::UffdPrefetch {
         if let Some(ws) = &working_set {
