@@ -115,16 +115,24 @@ impl Vm {
 
     /// Creates a VM over `ram` (already holding the snapshot's memory) and loads `state`.
     pub fn restore(ram: GuestRam, state: &VmState) -> Result<Self, VmError> {
-        if ram.len() != state.ram_size {
-            return Err(VmError::MemorySize(ram.len()));
+        let mut vm = Vm::with_ram(ram)?;
+        vm.load_state(state)?;
+        Ok(vm)
+    }
+
+    /// Loads `state` into this VM's vCPU (a fresh VM whose RAM already holds the
+    /// snapshot's memory, or will be filled lazily by a pager).
+    pub fn load_state(&mut self, state: &VmState) -> Result<(), VmError> {
+        if self.ram().len() != state.ram_size {
+            return Err(VmError::MemorySize(self.ram().len()));
         }
+        let vm = self;
         let pending = match state.pending {
             Some(nr) => Some(Hypercall::from_u32(nr).ok_or_else(|| {
                 VmError::GuestExit(format!("saved state has unknown hypercall {nr}"))
             })?),
             None => None,
         };
-        let mut vm = Vm::with_ram(ram)?;
         let vcpu = vm.vcpu();
         vcpu.set_sregs(&state.sregs)
             .map_err(setup_err("set sregs"))?;
@@ -156,7 +164,7 @@ impl Vm {
             .map_err(setup_err("set msrs"))?;
         vm.measure_tsc_offset()?;
         vm.set_pending(pending);
-        Ok(vm)
+        Ok(())
     }
 
     /// Guest TSC minus host TSC, so clock anchors match what the guest reads.

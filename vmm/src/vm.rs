@@ -155,6 +155,12 @@ impl Vm {
         &self.ram
     }
 
+    /// Guest RAM, mutably: for remapping parts of it (a shared image) before the
+    /// vCPU first runs.
+    pub fn ram_mut(&mut self) -> &mut GuestRam {
+        &mut self.ram
+    }
+
     /// The vCPU (for state save/restore).
     pub(crate) fn vcpu(&self) -> &VcpuFd {
         &self.vcpu

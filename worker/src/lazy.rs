@@ -13,7 +13,8 @@
 //!    log, request and response areas) before the pager registers the range, so
 //!    a corrupt chunk or a lack of memory there fails the restore cleanly instead
 //!    of faulting the host.
-//! 4. `uffd+prefetch`: install the recorded working set in bulk.
+//! 4. `uffd+prefetch`: install the recorded working set in bulk (minus the
+//!    module image, which clones map from one shared hugetlbfs image).
 //! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
 use crate::error::WorkerError;
 use crate::restore::{MemoryMode, OpenedSnapshot};
@@ -169,6 +170,7 @@ impl ModuleImages {
 pub struct LazyCaches {
     pub shared: SharedImages,
     pub modules: ModuleImages,
+    pub shells: ShellPool,
     /// Guest range of the runtime's precompiled module (2 MiB aligned), if known.
     pub module_region: Option<(u64, u64)>,
 }
@@ -189,68 +191,82 @@ pub fn lazy_restore(
     mode: MemoryMode,
     caches: &LazyCaches,
 ) -> Result<(Vm, LazyMemory, std::time::Duration), WorkerError> {
-    let shared = &caches.shared;
     let t0 = std::time::Instant::now();
     let len = snap.manifest.meta.memory_size;
-    // 1. Guest RAM.
-    let (mut ram, backing) = match mode {
+    let cs = snap.manifest.chunk_size;
+    // 1. The VM and its guest RAM: a ready shell from the pool when there is one.
+    let (mut vm, backing, populated) = match mode {
         MemoryMode::Shared => {
-            let image = shared.get(&snap.manifest.id, len as usize)?;
+            let image = caches.shared.get(&snap.manifest.id, len as usize)?;
             let ram = GuestRam::new(
                 len,
                 Backing::FilePrivate(std::os::fd::AsFd::as_fd(image.fd())),
             )?;
-            (ram, thaw_pager::Backing::SharedMemfd(image))
+            (
+                Vm::with_ram(ram)?,
+                thaw_pager::Backing::SharedMemfd(image),
+                false,
+            )
         }
-        _ => match GuestRam::new(len, Backing::Hugetlb) {
-            Ok(ram) => (ram, thaw_pager::Backing::Hugetlb),
-            Err(e) => {
-                warn_once(&format!("no free huge pages for a {} MiB guest ({e}); using 4 KiB pages (slower first touch)", len >> 20));
-                (
-                    GuestRam::new(len, Backing::Anonymous)?,
-                    thaw_pager::Backing::Anonymous,
-                )
-            }
+        _ => match caches.shells.take(len) {
+            Some(vm) => (vm, thaw_pager::Backing::Hugetlb, true),
+            None => match GuestRam::new(len, Backing::Hugetlb) {
+                Ok(ram) => (Vm::with_ram(ram)?, thaw_pager::Backing::Hugetlb, false),
+                Err(e) => {
+                    warn_once(&format!(
+                        "no free huge pages for a {} MiB guest ({e}); using 4 KiB pages (slower first touch)",
+                        len >> 20
+                    ));
+                    let ram = GuestRam::new(len, Backing::Anonymous)?;
+                    (Vm::with_ram(ram)?, thaw_pager::Backing::Anonymous, false)
+                }
+            },
         },
     };
+    let hugetlb = backing_is_hugetlb(&backing);
     // 1b. The module's region, mapped privately from the shared hugetlbfs image.
-    let module_chunks = match (mode, backing_is_hugetlb(&backing), caches.module_region) {
-        (MemoryMode::Uffd | MemoryMode::UffdPrefetch, true, Some((lo, hi))) => {
-            let cs = snap.manifest.chunk_size;
+    let module_chunks = match (mode, hugetlb, caches.module_region) {
+        (MemoryMode::Uffd | MemoryMode::UffdPrefetch, true, Some((lo, hi)))
+            if lo % cs == 0 && hi % cs == 0 =>
+        {
             let range = (lo / cs) as usize..(hi / cs) as usize;
             let ids: Vec<Option<ChunkId>> = snap.manifest.chunks().map(|c| c.id).collect();
             match ids.get(range.clone()) {
-                Some(run) if lo % cs == 0 && hi % cs == 0 => match caches
-                    .modules
-                    .get(store, snap, run)?
-                {
+                Some(run) => match caches.modules.get(store, snap, run)? {
                     Some(image) => {
-                        ram.map_image_private(lo, hi - lo, std::os::fd::AsFd::as_fd(image.fd()))?;
+                        vm.ram_mut().map_image_private(
+                            lo,
+                            hi - lo,
+                            std::os::fd::AsFd::as_fd(image.fd()),
+                        )?;
                         range.start as u32..range.end as u32
                     }
                     None => 0..0,
                 },
-                _ => 0..0,
+                None => 0..0,
             }
         }
         _ => 0..0,
     };
     // 3 (before the pager registers the range, on hugetlbfs). What the VMM
-    //    touches itself: populated first (running out of huge pages fails here,
-    //    not with a SIGBUS in the VMM thread later), then the data chunks copied
-    //    in. On 4 KiB backings the pager installs them instead (below): populating
-    //    18 MiB of small pages costs far more than a few 2 MiB installs.
-    let early = backing_is_hugetlb(&backing);
-    for i in vmm_chunks(snap.manifest.chunk_size).filter(|_| early) {
-        let Some(c) = snap.manifest.chunk(i) else {
-            continue;
-        };
-        ram.populate(c.guest_addr, c.len)?;
-        if let Some(id) = c.id {
-            let bytes = store
-                .read_chunk(&id)
-                .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
-            ram.write(c.guest_addr, &bytes)?;
+    //    touches itself: populated first (a pool shell comes populated; running
+    //    out of huge pages fails here, not with a SIGBUS in the VMM thread later),
+    //    then the data chunks copied in. On 4 KiB backings the pager installs them
+    //    instead (below): populating 18 MiB of small pages costs far more.
+    if hugetlb {
+        if !populated {
+            populate_vmm_areas(vm.ram())?;
+        }
+        for i in vmm_chunks(cs) {
+            let Some(c) = snap.manifest.chunk(i) else {
+                continue;
+            };
+            if let Some(id) = c.id {
+                let bytes = store
+                    .read_chunk(&id)
+                    .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
+                vm.ram().write(c.guest_addr, &bytes)?;
+            }
         }
     }
     // 2. The pager. The working set may have been recorded since `snap` was read.
@@ -266,7 +282,7 @@ pub fn lazy_restore(
     let record =
         matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch) && working_set.is_none();
     let region = GuestRegion {
-        host_addr: thaw_pager::HostAddr(ram.host_addr().0),
+        host_addr: thaw_pager::HostAddr(vm.ram().host_addr().0),
         len: len as usize,
         backing,
     };
@@ -276,38 +292,39 @@ pub fn lazy_restore(
         ..Default::default()
     };
     #[allow(unsafe_code)]
-    // SAFETY: `ram` is a fresh, unpopulated mapping of `len` bytes of the kind
-    // `backing` names, 2 MiB aligned. It is moved into the `Vm` that lives in the
-    // same `Instance` as the returned `LazyMemory`, which is declared before the VM,
-    // so the pager stops before the mapping is unmapped. The VMM never holds Rust
-    // references into guest RAM (it copies through raw pointers), and it touches
-    // only the chunks installed in step 3 below.
+    // SAFETY: guest RAM is a 2 MiB-aligned mapping of `len` bytes of the kind
+    // `backing` names, populated only where step 3 filled it (the pager never
+    // overwrites present pages). It is owned by `vm`, which lives in the same
+    // `Instance` as the returned `LazyMemory`, declared before the VM, so the pager
+    // stops before the mapping is unmapped. The VMM never holds Rust references
+    // into guest RAM (it copies through raw pointers), and it touches only the
+    // areas step 3 (or the blocking prefetch below) installed.
     let handle = unsafe { Pager::start(region, source, opts) }
         .map_err(|e| WorkerError::Pager(e.to_string()))?;
-    if !early {
-        let vmm: Vec<u32> = vmm_chunks(snap.manifest.chunk_size).collect();
+    if !hugetlb {
+        let vmm: Vec<u32> = vmm_chunks(cs).collect();
         handle
             .prefetch_blocking(&vmm)
             .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
     }
-    // 4. The working set.
+    // 4. The working set (minus what the module image already maps), installed
+    //    before the vCPU resumes: with the module shared it is ~10 blocks, and a
+    //    background prefetch mostly lost the race to the vCPU's own faults.
     if mode == MemoryMode::UffdPrefetch {
         if let Some(ws) = &working_set {
-            // In the background: the vCPU runs meanwhile and a block it reaches
-            // first is served by its fault (EEXIST settles the race).
             let ws: Vec<u32> = ws
                 .iter()
                 .copied()
                 .filter(|i| !module_chunks.contains(i))
                 .collect();
             handle
-                .prefetch(&ws)
+                .prefetch_blocking(&ws)
                 .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
         }
     }
     // 5. The vCPU.
     let memory_ready = t0.elapsed();
-    let vm = Vm::restore(ram, &snap.vm_state)?;
+    vm.load_state(&snap.vm_state)?;
     let record_to = record.then(|| (store.clone(), snap.manifest.id));
     Ok((
         vm,
@@ -318,6 +335,100 @@ pub fn lazy_restore(
         },
         memory_ready,
     ))
+}
+
+/// Backs the VMM's own areas with (zeroed) memory.
+fn populate_vmm_areas(ram: &GuestRam) -> Result<(), WorkerError> {
+    let (lo, hi) = (
+        thaw_abi::layout::BOOT_INFO,
+        thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE,
+    );
+    Ok(ram.populate(lo, hi - lo)?)
+}
+
+/// Ready VM shells for lazy restores: a KVM VM and vCPU over unpopulated hugetlbfs
+/// guest RAM whose VMM areas are already backed. A background thread keeps
+/// [`SHELLS_PER_SIZE`] of the last requested size, so a restore skips VM creation
+/// and page allocation (~2 ms here). Empty pool: the restore builds its own.
+#[derive(Debug, Default)]
+pub struct ShellPool(Arc<PoolInner>);
+
+/// Shells kept ready per guest size.
+pub const SHELLS_PER_SIZE: usize = 2;
+
+#[derive(Debug, Default)]
+struct PoolInner {
+    state: Mutex<PoolState>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    ready: HashMap<u64, Vec<Vm>>,
+    /// The guest size to keep shells of (the last one asked for).
+    wanted: Option<u64>,
+    started: bool,
+    /// Building a shell failed (no huge pages): stop refilling until asked again.
+    failed: bool,
+}
+
+impl ShellPool {
+    /// A ready shell of `len` bytes, if any; asks the refill thread for more.
+    pub fn take(&self, len: u64) -> Option<Vm> {
+        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.wanted != Some(len) {
+            st.ready.clear();
+            st.wanted = Some(len);
+        }
+        st.failed = false;
+        if !st.started {
+            st.started = true;
+            let weak = Arc::downgrade(&self.0);
+            let _ = std::thread::Builder::new()
+                .name("thaw-shells".into())
+                .spawn(move || refill(weak));
+        }
+        let shell = st.ready.get_mut(&len).and_then(Vec::pop);
+        self.0.wake.notify_one();
+        shell
+    }
+}
+
+/// The refill loop: build shells until the pool is full, sleep until woken; exits
+/// when the pool is dropped.
+fn refill(pool: std::sync::Weak<PoolInner>) {
+    loop {
+        let Some(inner) = pool.upgrade() else { return };
+        let len = {
+            let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let need = st.wanted.filter(|l| {
+                    !st.failed && st.ready.get(l).map_or(0, Vec::len) < SHELLS_PER_SIZE
+                });
+                if let Some(len) = need {
+                    break len;
+                }
+                let (next, _) = inner
+                    .wake
+                    .wait_timeout(st, std::time::Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner());
+                st = next;
+                if Arc::strong_count(&inner) == 1 {
+                    return;
+                }
+            }
+        };
+        let shell = GuestRam::new(len, Backing::Hugetlb)
+            .map_err(WorkerError::from)
+            .and_then(|ram| populate_vmm_areas(&ram).map(|()| ram))
+            .and_then(|ram| Ok(Vm::with_ram(ram)?));
+        let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        match shell {
+            Ok(vm) if st.wanted == Some(len) => st.ready.entry(len).or_default().push(vm),
+            Ok(_) => {}
+            Err(_) => st.failed = true,
+        }
+    }
 }
 
 /// A chunk the pager could not serve: the snapshot is marked bad.
