@@ -26,10 +26,10 @@ mod testutil;
 
 pub use huge::{free_huge_pages, HugeError, HugeMemfd, ThpRegion, HUGE_PAGE_SIZE};
 pub use install::InstallError;
-pub use pager::{FatalCallback, Pager, PagerError, PagerHandle, PagerOptions};
+pub use pager::{FatalCallback, Pager, PagerError, PagerHandle, PagerOptions, Registered};
 pub use shared::{PrivateMapping, SharedError, SharedImage};
 pub use smaps::{mapping_memory, MappingMemory, SmapsError};
-pub use source::{ChunkKind, PageSource, SourceError, VecSource};
+pub use source::{ChunkKind, PageSource, SharedChunk, SourceError, VecSource};
 pub use stats::{PagerStats, StatsSnapshot, LATENCY_BUCKETS};
 
 use std::sync::Arc;

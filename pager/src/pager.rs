@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use userfaultfd::{FeatureFlags, RegisterMode, UffdBuilder};
+use userfaultfd::{FeatureFlags, RegisterMode, Uffd, UffdBuilder};
 
 /// Called once, from the handler thread, when the pager cannot serve a fault.
 pub type FatalCallback = Arc<dyn Fn(&PagerError) + Send + Sync>;
@@ -64,20 +64,47 @@ impl std::fmt::Debug for PagerHandle {
     }
 }
 
+/// A guest RAM range registered with a new userfaultfd, not yet served: made ahead
+/// of time (registration of a large range costs ~0.5 ms here), started with
+/// [`Pager::start_registered`] once the page source is known.
+pub struct Registered {
+    uffd: Uffd,
+    region: GuestRegion,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
 impl Pager {
     /// Register `region` with a new userfaultfd and start its handler thread.
     ///
     /// # Safety
-    /// - `region` is a live mapping of `region.len` bytes of the kind `region.backing` says,
-    ///   aligned to its page size, that stays mapped until the handle is dropped;
-    /// - its pages are not yet populated (anything present is never overwritten), and the
-    ///   caller hands their contents to the pager: no Rust reference into the range is held
-    ///   while the pager fills it, and the pager may mprotect a block it cannot serve.
+    /// As for [`Pager::register`].
     pub unsafe fn start(
         region: GuestRegion,
         source: Arc<dyn PageSource>,
         opts: PagerOptions,
     ) -> Result<PagerHandle, PagerError> {
+        // SAFETY: the caller upholds `register`'s contract (this function's).
+        let registered = unsafe { Self::register(region)? };
+        Self::start_registered(registered, source, opts)
+    }
+
+    /// Register `region` with a new userfaultfd; faults wait until it is started.
+    ///
+    /// # Safety
+    /// - `region` is a live mapping of `region.len` bytes of the kind `region.backing` says,
+    ///   aligned to its page size, that stays mapped until the handle (or the `Registered`)
+    ///   is dropped;
+    /// - the caller hands the range's contents to the pager: pages present are never
+    ///   overwritten, no Rust reference into the range is held while the pager fills it,
+    ///   and the pager may mprotect a block it cannot serve.
+    pub unsafe fn register(region: GuestRegion) -> Result<Registered, PagerError> {
         let mut features = FeatureFlags::empty();
         let mut mode = RegisterMode::MISSING;
         if let Backing::SharedMemfd(image) = &region.backing {
@@ -95,15 +122,23 @@ impl Pager {
             .require_features(features)
             .create()
             .map_err(|e| PagerError::CreateUffd(Arc::new(e)))?;
-        let core = Arc::new(Core::new(uffd, region, source, &opts)?);
-        let r = &core.region;
-        core.uffd
-            .register_with_mode(r.host_addr.as_ptr(), r.len, mode)
+        uffd.register_with_mode(region.host_addr.as_ptr(), region.len, mode)
             .map_err(|e| PagerError::RegisterUffd {
-                addr: r.host_addr.0,
-                len: r.len,
+                addr: region.host_addr.0,
+                len: region.len,
                 source: Arc::new(e),
             })?;
+        Ok(Registered { uffd, region })
+    }
+
+    /// Start serving a registered range from `source` (one handler thread).
+    pub fn start_registered(
+        registered: Registered,
+        source: Arc<dyn PageSource>,
+        opts: PagerOptions,
+    ) -> Result<PagerHandle, PagerError> {
+        let Registered { uffd, region } = registered;
+        let core = Arc::new(Core::new(uffd, region, source, &opts)?);
         // SAFETY: eventfd(2) takes no pointers; the result is checked before use.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {

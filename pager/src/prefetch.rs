@@ -66,7 +66,6 @@ pub(crate) fn install_chunks(
 
 /// Steps 3 and 4 for one run of private (anonymous or hugetlb) blocks.
 fn install_run(core: &Core, first: usize, n: usize, buf: &mut Vec<u8>) -> Result<(), PagerError> {
-    buf.resize(n * core.block, 0);
     let mut start = first; // first block of the pending data run
     let flush =
         |start: usize, end: usize, buf: &[u8]| -> Result<(), PagerError> {
@@ -86,7 +85,36 @@ fn install_run(core: &Core, first: usize, n: usize, buf: &mut Vec<u8>) -> Result
             Ok(())
         };
     for b in first..first + n {
+        // A block that is one chunk the source holds in memory: install it straight
+        // from there (no staging copy).
+        if core.block == core.chunk {
+            let shared = core
+                .source
+                .shared_chunk(b)
+                .map_err(|e| PagerError::ReadChunk {
+                    block: b,
+                    source: Arc::new(e),
+                })?;
+            match shared {
+                crate::SharedChunk::Data(bytes) if bytes.len() == core.block => {
+                    flush(start, b, buf)?;
+                    core.install_block(b, BlockData::Bytes(&bytes), true)?;
+                    start = b + 1;
+                    continue;
+                }
+                crate::SharedChunk::Zero => {
+                    flush(start, b, buf)?;
+                    core.install_block(b, BlockData::Zero, true)?;
+                    start = b + 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
         let at = (b - first) * core.block;
+        if buf.len() < (b - first + 1) * core.block {
+            buf.resize(n * core.block, 0);
+        }
         let data = core.read_block(b, &mut buf[at..at + core.block])?;
         if !data {
             flush(start, b, buf)?;
@@ -185,6 +213,56 @@ mod tests {
         assert_eq!(st.bytes_installed, len as u64);
         assert_eq!(st.prefetch_blocks, (len / 4096) as u64);
         assert_eq!(st.zero_installs, 3);
+    }
+
+    /// A source that also lends its chunks (as a decompressed cache would).
+    struct Lending(VecSource);
+
+    impl crate::PageSource for Lending {
+        fn chunk_size(&self) -> usize {
+            self.0.chunk_size()
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn read_chunk(
+            &self,
+            index: usize,
+            dst: &mut [u8],
+        ) -> Result<crate::ChunkKind, crate::SourceError> {
+            panic!(
+                "chunk {index} was staged although the source lends it ({} bytes)",
+                dst.len()
+            )
+        }
+        fn shared_chunk(&self, index: usize) -> Result<crate::SharedChunk, crate::SourceError> {
+            let cs = self.0.chunk_size();
+            let bytes = &self.0.bytes()[index * cs..(index + 1) * cs];
+            Ok(if bytes.iter().all(|&b| b == 0) {
+                crate::SharedChunk::Zero
+            } else {
+                crate::SharedChunk::Data(Arc::new(bytes.to_vec()))
+            })
+        }
+    }
+
+    #[test]
+    fn test_prefetch_installs_lent_chunks_without_staging() {
+        let len = 4 << 20;
+        let map = AnonMap::new(len);
+        let inner = VecSource::patterned(len, 4096, &[3, 700]);
+        let expect = inner.bytes().to_vec();
+        let h = start(&map, Arc::new(Lending(inner)), PagerOptions::default());
+        let all: Vec<u32> = (0..(len / 4096) as u32).collect();
+        h.prefetch_blocking(&all).unwrap();
+        let base = map.addr.0;
+        with_timeout(30, move || {
+            assert_eq!(kernel_read(base, len).unwrap(), expect)
+        });
+        let st = h.stats();
+        assert_eq!(st.faults, 0, "{st:?}");
+        assert_eq!(st.bytes_installed, len as u64);
+        assert_eq!(st.zero_installs, 2);
     }
 
     #[test]

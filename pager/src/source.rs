@@ -3,6 +3,7 @@
 //! The pager defines the trait; `worker/` implements it over the snapshot store (chunk index ->
 //! chunk id -> decompressed bytes). [`VecSource`] is an in-memory implementation for tests and
 //! benchmarks.
+use std::sync::Arc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -75,6 +76,25 @@ pub trait PageSource: Send + Sync {
 
     /// Decompress chunk `index` into `dst` (exactly `chunk_size` bytes) or report it all-zero.
     fn read_chunk(&self, index: usize, dst: &mut [u8]) -> Result<ChunkKind, SourceError>;
+
+    /// Chunk `index` as bytes the source already holds in memory (a decompressed
+    /// cache), so installs copy once, straight from them. The default (and
+    /// `Unavailable`) falls back to `read_chunk` into a staging buffer.
+    fn shared_chunk(&self, index: usize) -> Result<SharedChunk, SourceError> {
+        let _ = index;
+        Ok(SharedChunk::Unavailable)
+    }
+}
+
+/// What [`PageSource::shared_chunk`] returns.
+#[derive(Debug, Clone)]
+pub enum SharedChunk {
+    /// The chunk's bytes (exactly `chunk_size` of them).
+    Data(Arc<Vec<u8>>),
+    /// An all-zero chunk.
+    Zero,
+    /// Not held in memory: use `read_chunk`.
+    Unavailable,
 }
 
 /// An in-memory source for tests and benchmarks: all-zero chunks are reported as `Zero`.

@@ -314,7 +314,8 @@ impl Store {
         Ok(n)
     }
 
-    fn read_chunk_shared(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, StoreError> {
+    /// A chunk's verified bytes, shared with the decompressed-chunk cache (no copy on a hit).
+    pub fn read_chunk_shared(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, StoreError> {
         if let Some(hit) = self.inner.cache.lock().get(id) {
             return Ok(hit);
         }

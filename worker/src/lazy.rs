@@ -80,6 +80,30 @@ impl PageSource for StoreSource {
             },
         }
     }
+
+    fn shared_chunk(&self, index: usize) -> Result<thaw_pager::SharedChunk, SourceError> {
+        match self.chunks.get(index) {
+            None => Err(SourceError::OutOfRange {
+                index,
+                chunks: self.chunks.len(),
+            }),
+            Some(None) => Ok(thaw_pager::SharedChunk::Zero),
+            Some(Some(id)) => match self.store.read_chunk_shared(id) {
+                Ok(bytes) if bytes.len() == self.chunk_size => {
+                    Ok(thaw_pager::SharedChunk::Data(bytes))
+                }
+                Ok(_) => Ok(thaw_pager::SharedChunk::Unavailable),
+                Err(e @ StoreError::CorruptChunk { .. }) => Err(SourceError::CorruptChunk {
+                    index,
+                    detail: e.to_string(),
+                }),
+                Err(e) => Err(SourceError::ReadChunk {
+                    index,
+                    source: Box::new(e),
+                }),
+            },
+        }
+    }
 }
 
 /// The pager side of a lazily restored instance. Declared before the VM in
@@ -171,8 +195,26 @@ pub struct LazyCaches {
     pub shared: SharedImages,
     pub modules: ModuleImages,
     pub shells: ShellPool,
+    /// Working sets by snapshot, once recorded or read.
+    pub working_sets: Mutex<HashMap<SnapshotId, Arc<Vec<u32>>>>,
     /// Guest range of the runtime's precompiled module (2 MiB aligned), if known.
     pub module_region: Option<(u64, u64)>,
+}
+
+impl LazyCaches {
+    /// A snapshot's recorded working set: from memory, else from the store (a
+    /// snapshot opened before its working set was recorded has none in `snap`).
+    fn working_set(&self, store: &Store, id: &SnapshotId) -> Result<Option<Vec<u32>>, WorkerError> {
+        let mut known = self.working_sets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ws) = known.get(id) {
+            return Ok(Some(ws.as_ref().clone()));
+        }
+        let ws = store.manifest(id).map_err(WorkerError::Store)?.working_set;
+        if let Some(ws) = &ws {
+            known.insert(*id, Arc::new(ws.clone()));
+        }
+        Ok(ws)
+    }
 }
 
 /// The chunk indices covering what the VMM accesses itself (step 3).
@@ -195,7 +237,7 @@ pub fn lazy_restore(
     let len = snap.manifest.meta.memory_size;
     let cs = snap.manifest.chunk_size;
     // 1. The VM and its guest RAM: a ready shell from the pool when there is one.
-    let (mut vm, backing, populated) = match mode {
+    let (mut vm, backing, registered) = match mode {
         MemoryMode::Shared => {
             let image = caches.shared.get(&snap.manifest.id, len as usize)?;
             let ram = GuestRam::new(
@@ -205,20 +247,24 @@ pub fn lazy_restore(
             (
                 Vm::with_ram(ram)?,
                 thaw_pager::Backing::SharedMemfd(image),
-                false,
+                None,
             )
         }
         _ => match caches.shells.take(len) {
-            Some(vm) => (vm, thaw_pager::Backing::Hugetlb, true),
+            Some(shell) => (
+                shell.vm,
+                thaw_pager::Backing::Hugetlb,
+                Some(shell.registered),
+            ),
             None => match GuestRam::new(len, Backing::Hugetlb) {
-                Ok(ram) => (Vm::with_ram(ram)?, thaw_pager::Backing::Hugetlb, false),
+                Ok(ram) => (Vm::with_ram(ram)?, thaw_pager::Backing::Hugetlb, None),
                 Err(e) => {
                     warn_once(&format!(
                         "no free huge pages for a {} MiB guest ({e}); using 4 KiB pages (slower first touch)",
                         len >> 20
                     ));
                     let ram = GuestRam::new(len, Backing::Anonymous)?;
-                    (Vm::with_ram(ram)?, thaw_pager::Backing::Anonymous, false)
+                    (Vm::with_ram(ram)?, thaw_pager::Backing::Anonymous, None)
                 }
             },
         },
@@ -254,7 +300,7 @@ pub fn lazy_restore(
     //    then the data chunks copied in. On 4 KiB backings the pager installs them
     //    instead (below): populating 18 MiB of small pages costs far more.
     if hugetlb {
-        if !populated {
+        if registered.is_none() {
             populate_vmm_areas(vm.ram())?;
         }
         for i in vmm_chunks(cs) {
@@ -262,22 +308,17 @@ pub fn lazy_restore(
                 continue;
             };
             if let Some(id) = c.id {
-                let bytes = store
-                    .read_chunk(&id)
+                // Straight from the chunk cache into guest RAM (one copy).
+                vm.ram_mut()
+                    .fill_with(c.guest_addr, c.len, |dst| store.read_chunk_into(&id, dst))?
                     .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
-                vm.ram().write(c.guest_addr, &bytes)?;
             }
         }
     }
     // 2. The pager. The working set may have been recorded since `snap` was read.
     let working_set = match &snap.manifest.working_set {
         Some(ws) => Some(ws.clone()),
-        None => {
-            store
-                .manifest(&snap.manifest.id)
-                .map_err(WorkerError::Store)?
-                .working_set
-        }
+        None => caches.working_set(store, &snap.manifest.id)?,
     };
     let record =
         matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch) && working_set.is_none();
@@ -291,16 +332,25 @@ pub fn lazy_restore(
         record,
         ..Default::default()
     };
-    #[allow(unsafe_code)]
-    // SAFETY: guest RAM is a 2 MiB-aligned mapping of `len` bytes of the kind
-    // `backing` names, populated only where step 3 filled it (the pager never
-    // overwrites present pages). It is owned by `vm`, which lives in the same
-    // `Instance` as the returned `LazyMemory`, declared before the VM, so the pager
-    // stops before the mapping is unmapped. The VMM never holds Rust references
-    // into guest RAM (it copies through raw pointers), and it touches only the
-    // areas step 3 (or the blocking prefetch below) installed.
-    let handle = unsafe { Pager::start(region, source, opts) }
-        .map_err(|e| WorkerError::Pager(e.to_string()))?;
+    let handle = match registered {
+        // A pool shell: registered ahead of time over this same RAM.
+        Some(registered) => Pager::start_registered(registered, source, opts),
+        None => {
+            #[allow(unsafe_code)]
+            // SAFETY: guest RAM is a 2 MiB-aligned mapping of `len` bytes of the kind
+            // `backing` names, populated only where step 3 filled it (the pager
+            // never overwrites present pages). It is owned by `vm`, which lives in
+            // the same `Instance` as the returned `LazyMemory`, declared before the
+            // VM, so the pager stops before the mapping is unmapped. The VMM never
+            // holds Rust references into guest RAM (it copies through raw
+            // pointers), and it touches only the areas step 3 (or the blocking
+            // prefetch below) installed.
+            unsafe {
+                Pager::start(region, source, opts)
+            }
+        }
+    }
+    .map_err(|e| WorkerError::Pager(e.to_string()))?;
     if !hugetlb {
         let vmm: Vec<u32> = vmm_chunks(cs).collect();
         handle
@@ -362,9 +412,17 @@ struct PoolInner {
     wake: std::sync::Condvar,
 }
 
+/// A ready VM: its RAM already registered with a userfaultfd (declared first, so
+/// it is closed before the RAM is unmapped).
+#[derive(Debug)]
+pub struct Shell {
+    pub registered: thaw_pager::Registered,
+    pub vm: Vm,
+}
+
 #[derive(Debug, Default)]
 struct PoolState {
-    ready: HashMap<u64, Vec<Vm>>,
+    ready: HashMap<u64, Vec<Shell>>,
     /// The guest size to keep shells of (the last one asked for).
     wanted: Option<u64>,
     started: bool,
@@ -374,7 +432,7 @@ struct PoolState {
 
 impl ShellPool {
     /// A ready shell of `len` bytes, if any; asks the refill thread for more.
-    pub fn take(&self, len: u64) -> Option<Vm> {
+    pub fn take(&self, len: u64) -> Option<Shell> {
         let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.wanted != Some(len) {
             st.ready.clear();
@@ -392,6 +450,28 @@ impl ShellPool {
         self.0.wake.notify_one();
         shell
     }
+}
+
+/// A shell: hugetlbfs RAM with the VMM areas backed, a VM over it, the RAM
+/// registered with a userfaultfd.
+fn build_shell(len: u64) -> Result<Shell, WorkerError> {
+    let ram = GuestRam::new(len, Backing::Hugetlb)?;
+    populate_vmm_areas(&ram)?;
+    let vm = Vm::with_ram(ram)?;
+    let region = GuestRegion {
+        host_addr: thaw_pager::HostAddr(vm.ram().host_addr().0),
+        len: len as usize,
+        backing: thaw_pager::Backing::Hugetlb,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: the range is the shell VM's own hugetlbfs RAM (2 MiB aligned, `len`
+    // bytes), populated only in the VMM areas; the `Registered` lives in the same
+    // `Shell` as the VM, declared first, and moves into the restored instance's
+    // pager, which is declared before its VM: the mapping outlives both. The VMM
+    // touches only the populated areas.
+    let registered =
+        unsafe { Pager::register(region) }.map_err(|e| WorkerError::Pager(e.to_string()))?;
+    Ok(Shell { registered, vm })
 }
 
 /// The refill loop: build shells until the pool is full, sleep until woken; exits
@@ -418,10 +498,7 @@ fn refill(pool: std::sync::Weak<PoolInner>) {
                 }
             }
         };
-        let shell = GuestRam::new(len, Backing::Hugetlb)
-            .map_err(WorkerError::from)
-            .and_then(|ram| populate_vmm_areas(&ram).map(|()| ram))
-            .and_then(|ram| Ok(Vm::with_ram(ram)?));
+        let shell = build_shell(len);
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         match shell {
             Ok(vm) if st.wanted == Some(len) => st.ready.entry(len).or_default().push(vm),

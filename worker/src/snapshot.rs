@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thaw_abi::layout;
 use thaw_snapshotter::{codec, FunctionKey, SnapshotId, SnapshotMeta, Store};
 use thaw_vmm::state::VmState;
 
@@ -128,7 +129,17 @@ pub fn take_snapshot(
     let vm_state = instance.vm_mut().save_state()?;
     let save_state = t1.elapsed();
     let t2 = Instant::now();
+    // The log, request and response areas hold nothing a restore needs (the log
+    // was handed over with `Next`, no invocation has run): zero them so they are
+    // not stored and restores do not copy them back.
     let ram = instance.vm().ram();
+    for (at, len) in [
+        (layout::LOG, layout::LOG_SIZE),
+        (layout::REQUEST, layout::REQUEST_SIZE),
+        (layout::RESPONSE, layout::RESPONSE_SIZE),
+    ] {
+        ram.zero(at, len)?;
+    }
     let meta = SnapshotMeta {
         function: function_key(&spec.name, &spec.version),
         code_hash: spec.code.hash(),
