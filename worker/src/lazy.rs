@@ -48,6 +48,31 @@ impl StoreSource {
     }
 }
 
+impl StoreSource {
+    /// The chunk id at `index` (`None`: an all-zero chunk).
+    fn lookup(&self, index: usize) -> Result<Option<&ChunkId>, SourceError> {
+        let chunks = self.chunks.len();
+        self.chunks
+            .get(index)
+            .map(Option::as_ref)
+            .ok_or(SourceError::OutOfRange { index, chunks })
+    }
+}
+
+/// A store failure as the pager sees it (corruption named as such).
+fn source_error(index: usize, e: StoreError) -> SourceError {
+    match e {
+        e @ StoreError::CorruptChunk { .. } => SourceError::CorruptChunk {
+            index,
+            detail: e.to_string(),
+        },
+        e => SourceError::ReadChunk {
+            index,
+            source: Box::new(e),
+        },
+    }
+}
+
 impl PageSource for StoreSource {
     fn chunk_size(&self) -> usize {
         self.chunk_size
@@ -58,51 +83,30 @@ impl PageSource for StoreSource {
     }
 
     fn read_chunk(&self, index: usize, dst: &mut [u8]) -> Result<ChunkKind, SourceError> {
-        match self.chunks.get(index) {
-            None => Err(SourceError::OutOfRange {
-                index,
-                chunks: self.chunks.len(),
-            }),
-            Some(None) => Ok(ChunkKind::Zero),
-            Some(Some(id)) => match self.store.read_chunk_into(id, dst) {
-                Ok(n) => {
-                    dst[n..].fill(0);
-                    Ok(ChunkKind::Data)
-                }
-                Err(e @ StoreError::CorruptChunk { .. }) => Err(SourceError::CorruptChunk {
-                    index,
-                    detail: e.to_string(),
-                }),
-                Err(e) => Err(SourceError::ReadChunk {
-                    index,
-                    source: Box::new(e),
-                }),
-            },
-        }
+        let Some(id) = self.lookup(index)? else {
+            return Ok(ChunkKind::Zero);
+        };
+        let n = self
+            .store
+            .read_chunk_into(id, dst)
+            .map_err(|e| source_error(index, e))?;
+        dst[n..].fill(0);
+        Ok(ChunkKind::Data)
     }
 
     fn shared_chunk(&self, index: usize) -> Result<thaw_pager::SharedChunk, SourceError> {
-        match self.chunks.get(index) {
-            None => Err(SourceError::OutOfRange {
-                index,
-                chunks: self.chunks.len(),
-            }),
-            Some(None) => Ok(thaw_pager::SharedChunk::Zero),
-            Some(Some(id)) => match self.store.read_chunk_shared(id) {
-                Ok(bytes) if bytes.len() == self.chunk_size => {
-                    Ok(thaw_pager::SharedChunk::Data(bytes))
-                }
-                Ok(_) => Ok(thaw_pager::SharedChunk::Unavailable),
-                Err(e @ StoreError::CorruptChunk { .. }) => Err(SourceError::CorruptChunk {
-                    index,
-                    detail: e.to_string(),
-                }),
-                Err(e) => Err(SourceError::ReadChunk {
-                    index,
-                    source: Box::new(e),
-                }),
-            },
-        }
+        let Some(id) = self.lookup(index)? else {
+            return Ok(thaw_pager::SharedChunk::Zero);
+        };
+        let bytes = self
+            .store
+            .read_chunk_shared(id)
+            .map_err(|e| source_error(index, e))?;
+        Ok(if bytes.len() == self.chunk_size {
+            thaw_pager::SharedChunk::Data(bytes)
+        } else {
+            thaw_pager::SharedChunk::Unavailable
+        })
     }
 }
 
