@@ -133,11 +133,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The worker for one iteration: with an evicted cache, a fresh handle (no shared images).
+    /// The worker for one iteration: with an evicted cache, a handle without the
+    /// snapshot's cached state (shared images, working sets); the runtime-wide
+    /// state a running service keeps (module image, VM shells) stays.
     pub fn worker(&self) -> Worker {
         if self.evicted {
-            let w = &self.worker;
-            Worker::from_parts(w.runtime().clone(), w.store().clone(), w.data().clone())
+            self.worker.without_snapshot_caches()
         } else {
             self.worker.clone()
         }

@@ -94,6 +94,25 @@ impl Worker {
         }
     }
 
+    /// A handle sharing this worker's runtime-wide state (the store, the module
+    /// image, the pool of VM shells) but none of its per-snapshot state (shared
+    /// clone images, cached working sets): a restore through it sees a snapshot
+    /// as a running service does once that snapshot's data left every cache.
+    pub fn without_snapshot_caches(&self) -> Worker {
+        let lazy = crate::lazy::LazyCaches {
+            modules: self.lazy.modules.clone(),
+            shells: self.lazy.shells.clone(),
+            module_region: self.lazy.module_region,
+            ..Default::default()
+        };
+        Self {
+            runtime: self.runtime.clone(),
+            store: self.store.clone(),
+            data: self.data.clone(),
+            lazy: Arc::new(lazy),
+        }
+    }
+
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }

@@ -196,8 +196,11 @@ impl ModuleImages {
 /// The lazy modes' per-worker state.
 #[derive(Debug, Default)]
 pub struct LazyCaches {
+    /// Per snapshot: shared clone images.
     pub shared: SharedImages,
-    pub modules: ModuleImages,
+    /// Per runtime: the module image (shared by every snapshot of the runtime).
+    pub modules: Arc<ModuleImages>,
+    /// Per worker: ready VM shells.
     pub shells: ShellPool,
     /// Working sets by snapshot, once recorded or read.
     pub working_sets: Mutex<HashMap<SnapshotId, Arc<Vec<u32>>>>,
@@ -404,7 +407,7 @@ fn populate_vmm_areas(ram: &GuestRam) -> Result<(), WorkerError> {
 /// guest RAM whose VMM areas are already backed. A background thread keeps
 /// [`SHELLS_PER_SIZE`] of the last requested size, so a restore skips VM creation
 /// and page allocation (~2 ms here). Empty pool: the restore builds its own.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ShellPool(Arc<PoolInner>);
 
 /// Shells kept ready per guest size.
