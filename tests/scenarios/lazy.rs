@@ -4,7 +4,7 @@
 //! serve ends that VM with a clear error instead of hanging it.
 use std::time::{Duration, Instant};
 use thaw_snapshotter::StoreOptions;
-use thaw_tests::{body_json, invoke, spec, worker};
+use thaw_tests::{body_json, chunk_path, corrupt_file, invoke, spec, uncached_worker, worker};
 use thaw_vmm::kvm_or_skip;
 use thaw_worker::{MemoryMode, WorkerError};
 
@@ -120,13 +120,7 @@ fn test_unservable_page_ends_the_vm_with_a_clear_error() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let w = worker(
-        dir.path(),
-        StoreOptions {
-            cache_bytes: 0,
-            ..StoreOptions::default()
-        },
-    );
+    let w = uncached_worker(dir.path());
     let (id, _) = w.snapshot(&spec("badpage", COUNTER)).unwrap();
     let snap = w.open_snapshot(&id, None).unwrap();
     // Corrupt every chunk the guest pages in lazily: all but the VMM's own areas
@@ -147,12 +141,7 @@ fn test_unservable_page_ends_the_vm_with_a_clear_error() {
         if eager(c.guest_addr, c.guest_addr + c.len) {
             continue;
         }
-        let hex = chunk.to_string();
-        let path = w.data().store().join("chunks").join(&hex[..2]).join(&hex);
-        if let Ok(mut bytes) = std::fs::read(&path) {
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0xff;
-            std::fs::write(&path, bytes).unwrap();
+        if corrupt_file(&chunk_path(&w, &chunk)) {
             corrupted += 1;
         }
     }
@@ -196,13 +185,7 @@ fn test_corrupt_module_chunk_fails_cleanly() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let w = worker(
-        dir.path(),
-        StoreOptions {
-            cache_bytes: 0,
-            ..StoreOptions::default()
-        },
-    );
+    let w = uncached_worker(dir.path());
     let (id, _) = w.snapshot(&spec("badmodule", COUNTER)).unwrap();
     let snap = w.open_snapshot(&id, None).unwrap();
     // The first data chunk of the runtime's module image.
@@ -213,11 +196,7 @@ fn test_corrupt_module_chunk_fails_cleanly() {
         .find(|c| c.guest_addr >= module_lo && c.id.is_some())
         .unwrap();
     let hex = c.id.unwrap().to_string();
-    let path = w.data().store().join("chunks").join(&hex[..2]).join(&hex);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(&path, bytes).unwrap();
+    assert!(corrupt_file(&chunk_path(&w, &c.id.unwrap())));
     // With huge pages the module image is built at restore (the restore fails);
     // without, the guest's first touch fails (the invocation fails). Either way the
     // error names the chunk and nothing hangs.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thaw_snapshotter::{FailPoint, StoreOptions};
-use thaw_tests::{body_json, invoke, spec, worker};
+use thaw_tests::{body_json, corrupt_file, invoke, spec, uncached_worker, worker};
 use thaw_vmm::kvm_or_skip;
 use thaw_worker::{MemoryMode, WorkerError};
 
@@ -184,23 +184,14 @@ fn test_corrupt_chunk_is_refused_then_rebuilt_from_a_cold_boot() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let w = worker(
-        dir.path(),
-        StoreOptions {
-            cache_bytes: 0,
-            ..StoreOptions::default()
-        },
-    );
+    let w = uncached_worker(dir.path());
     let s = spec("corrupt", UNIQUE);
     let (id, _) = w.snapshot(&s).unwrap();
     // Flip one byte in the middle of the largest chunk file.
     let mut files: Vec<_> = walk(&w.data().store().join("chunks"));
     files.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
     let victim = files.last().expect("chunk files exist").clone();
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x5a;
-    std::fs::write(&victim, &bytes).unwrap();
+    assert!(corrupt_file(&victim));
     let snap = w.open_snapshot(&id, None).unwrap();
     let err = w
         .restore(&snap, MemoryMode::Eager)

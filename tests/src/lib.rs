@@ -159,6 +159,35 @@ pub fn worker(dir: &std::path::Path, opts: thaw_snapshotter::StoreOptions) -> th
     thaw_worker::Worker::from_parts(runtime().clone(), store, data)
 }
 
+/// A worker whose store keeps no decompressed chunks: every read hits the chunk
+/// file, so damage on disk is seen.
+pub fn uncached_worker(dir: &std::path::Path) -> thaw_worker::Worker {
+    worker(
+        dir,
+        thaw_snapshotter::StoreOptions {
+            cache_bytes: 0,
+            ..Default::default()
+        },
+    )
+}
+
+/// Flips one byte in the middle of a chunk file; false when the file is absent.
+pub fn corrupt_file(path: &std::path::Path) -> bool {
+    let Ok(mut bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(path, bytes).expect("rewrite the chunk file");
+    true
+}
+
+/// The file holding chunk `id` in `w`'s store.
+pub fn chunk_path(w: &thaw_worker::Worker, id: &thaw_snapshotter::ChunkId) -> PathBuf {
+    let hex = id.to_string();
+    w.data().store().join("chunks").join(&hex[..2]).join(&hex)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
