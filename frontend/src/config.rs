@@ -8,6 +8,8 @@
 //! module_cache = "/var/cache/thaw" # precompiled runtime modules; default: <data>/cache/modules
 //! region = "us-east-1"
 //! log_invocations = true          # START/END/REPORT lines on stdout
+//! restore_mode = "uffd+prefetch"  # boot, eager, mmap, uffd, uffd+prefetch, shared
+//! inline_slice_us = 500           # run an invocation in place this long, then hand it off
 //! [limits]
 //! account_concurrency = 1000
 //! min_unreserved_concurrency = 100
@@ -63,6 +65,9 @@ pub struct Config {
     pub log_invocations: bool,
     /// Memory mode of restores: eager, mmap, uffd, uffd+prefetch, shared (or boot).
     pub restore_mode: String,
+    /// How long (us) an invocation runs in place on the async thread that received it
+    /// before it moves to a blocking thread; 0 always moves it.
+    pub inline_slice_us: u64,
     /// Scheduler limits.
     pub limits: LimitsConfig,
     /// Async (Event) invocation executor.
@@ -100,6 +105,7 @@ impl Default for Config {
             data: None,
             module_cache: None,
             restore_mode: "uffd+prefetch".into(),
+            inline_slice_us: thaw_worker::factory::DEFAULT_INLINE_SLICE.as_micros() as u64,
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             log_invocations: true,
@@ -192,6 +198,13 @@ mod tests {
         assert_eq!(c.scheduler_limits().account_concurrency, 7);
         assert_eq!(c.async_events.retry_delay_ms, 5);
         assert_eq!(c.async_events.max_attempts, 3);
+        assert_eq!(c.inline_slice_us, 500);
+        assert_eq!(
+            Config::parse("inline_slice_us = 0")
+                .unwrap()
+                .inline_slice_us,
+            0
+        );
         assert!(Config::parse("bogus = 1").is_err());
     }
 }

@@ -187,7 +187,8 @@ pub fn main(
         let mode: thaw_worker::MemoryMode = config.restore_mode.parse().map_err(anyhow::Error::msg)?;
         let worker = thaw_worker::Worker::open_with_cache(thaw_worker::DataDir::new(&data), &thaw_worker::runtime::default_runtime_dir(), &cache)
             .context("loading the python3.12 runtime and the snapshot store")?;
-        let factory = thaw_worker::factory::WorkerFactory::new(worker, mode, config.limits.instance_overhead_mb << 20);
+        let factory = thaw_worker::factory::WorkerFactory::new(worker, mode, config.limits.instance_overhead_mb << 20)
+            .with_inline_slice(std::time::Duration::from_micros(config.inline_slice_us));
         let running = start(config, factory, Arc::new(kv)).await?;
         tracing::info!(http = %running.http, grpc = %running.grpc, data = %data.display(), "thaw serve is listening");
         println!("thaw serve: http://{} grpc://{} data {}", running.http, running.grpc, data.display());

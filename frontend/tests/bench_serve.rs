@@ -35,6 +35,87 @@ async fn create(http: &Http, name: &str) {
     assert_eq!(http.wait_state(name).await["State"], "Active");
 }
 
+/// Transport alone (DryRun: validates and resolves, runs nothing), then warm invokes of
+/// `bench:1` with the worker-measured handler time subtracted.
+async fn latency(http: &Http, grpc: &mut ThawClient<tonic::transport::Channel>, client: &str) {
+    const N: usize = 2000;
+    let mut h_dry = Vec::new();
+    for i in 0..N + 100 {
+        let t0 = Instant::now();
+        let r = http
+            .invoke("bench:1", "{}", &[("x-amz-invocation-type", "DryRun")])
+            .await;
+        assert_eq!(r.status, 204);
+        if i >= 100 {
+            h_dry.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    report(&format!("[{client}] HTTP DryRun (no VM)"), &mut h_dry);
+    let mut g_dry = Vec::new();
+    for i in 0..N + 100 {
+        let t0 = Instant::now();
+        grpc.invoke(proto::InvokeRequest {
+            function_name: "bench".into(),
+            qualifier: "1".into(),
+            payload: b"{}".to_vec(),
+            invocation_type: proto::InvocationType::DryRun.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        if i >= 100 {
+            g_dry.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    report(&format!("[{client}] gRPC DryRun (no VM)"), &mut g_dry);
+    let (mut h_total, mut h_over, mut handler) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..N + 100 {
+        let t0 = Instant::now();
+        let r = http.invoke("bench:1", "{}", &[]).await;
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        assert_eq!(r.status, 200);
+        let d: f64 = r.header("x-thaw-duration-us").unwrap().parse().unwrap();
+        if i >= 100 {
+            h_total.push(us);
+            h_over.push(us - d);
+            handler.push(d);
+        }
+    }
+    report(&format!("[{client}] HTTP warm invoke, total"), &mut h_total);
+    report(
+        &format!("[{client}] HTTP warm invoke, overhead (total - handler)"),
+        &mut h_over,
+    );
+    report(
+        &format!("[{client}] handler duration (worker-measured)"),
+        &mut handler,
+    );
+    let (mut g_total, mut g_over) = (Vec::new(), Vec::new());
+    for i in 0..N + 100 {
+        let t0 = Instant::now();
+        let r = grpc
+            .invoke(proto::InvokeRequest {
+                function_name: "bench".into(),
+                qualifier: "1".into(),
+                payload: b"{}".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        if i >= 100 {
+            g_total.push(us);
+            g_over.push(us - r.handler_duration_us as f64);
+        }
+    }
+    report(&format!("[{client}] gRPC warm invoke, total"), &mut g_total);
+    report(
+        &format!("[{client}] gRPC warm invoke, overhead (total - handler)"),
+        &mut g_over,
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_serve() {
@@ -62,45 +143,24 @@ async fn bench_serve() {
     .await;
     http.wait_provisioned("bench", "1").await;
 
-    // Warm latency, sequential, handler time subtracted.
-    const N: usize = 2000;
-    let (mut h_total, mut h_over, mut handler) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..N + 100 {
-        let t0 = Instant::now();
-        let r = http.invoke("bench:1", "{}", &[]).await;
-        let us = t0.elapsed().as_secs_f64() * 1e6;
-        assert_eq!(r.status, 200);
-        let d: f64 = r.header("x-thaw-duration-us").unwrap().parse().unwrap();
-        if i >= 100 {
-            h_total.push(us);
-            h_over.push(us - d);
-            handler.push(d);
-        }
-    }
-    report("HTTP warm invoke, total", &mut h_total);
-    report("HTTP warm invoke, overhead (total - handler)", &mut h_over);
-    report("handler duration (worker-measured)", &mut handler);
-    let (mut g_total, mut g_over) = (Vec::new(), Vec::new());
-    for i in 0..N + 100 {
-        let t0 = Instant::now();
-        let r = grpc
-            .invoke(proto::InvokeRequest {
-                function_name: "bench".into(),
-                qualifier: "1".into(),
-                payload: b"{}".to_vec(),
-                ..Default::default()
-            })
-            .await
+    // Sequential latency, measured twice: from this 2-thread client runtime (the
+    // client's own tasks hop between its threads), and from a single-threaded client
+    // (one task, no hops: closer to what the server adds).
+    latency(&http, &mut grpc, "2-thread client").await;
+    let (h2, g2) = (h.clone(), g.clone());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap()
-            .into_inner();
-        let us = t0.elapsed().as_secs_f64() * 1e6;
-        if i >= 100 {
-            g_total.push(us);
-            g_over.push(us - r.handler_duration_us as f64);
-        }
-    }
-    report("gRPC warm invoke, total", &mut g_total);
-    report("gRPC warm invoke, overhead (total - handler)", &mut g_over);
+            .block_on(async move {
+                let http = Http::new(h2.parse().unwrap());
+                let mut grpc = ThawClient::connect(format!("http://{g2}")).await.unwrap();
+                latency(&http, &mut grpc, "1-thread client").await;
+            })
+    })
+    .join()
+    .unwrap();
 
     // Throughput: 8 concurrent gRPC callers on the 2 provisioned instances + spillover.
     let t0 = Instant::now();

@@ -6,6 +6,7 @@
 mod handler_errors;
 mod hello;
 mod hypercall_cost;
+mod inline;
 mod lazy;
 mod memory;
 mod payloads;

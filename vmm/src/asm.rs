@@ -53,6 +53,13 @@ impl Asm {
     pub fn hypercall(self, h: Hypercall) -> Self {
         self.mov_dx(HYPERCALL_PORT).mov_eax(h as u32).out()
     }
+    /// `mov rcx, n; 1: dec rcx; jnz 1b` (busy work: n iterations)
+    pub fn count_down(mut self, n: u64) -> Self {
+        self.0.extend([0x48, 0xb9]);
+        self.0.extend(n.to_le_bytes());
+        self.0.extend([0x48, 0xff, 0xc9, 0x75, 0xfb]);
+        self
+    }
     /// `jmp $` (spin forever)
     pub fn spin(mut self) -> Self {
         self.0.extend([0xeb, 0xfe]);

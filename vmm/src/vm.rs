@@ -14,6 +14,7 @@ use crate::error::VmError;
 use crate::kick::Kicker;
 use crate::memory::{Backing, GuestRam};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::time::{Duration, Instant};
 use thaw_abi::{
     layout, AbortMailbox, BootInfo, Clock, Hypercall, LogMailbox, NextMailbox, PhaseMailbox,
     ResponseKind, ResponseMailbox, HYPERCALL_PORT, MAX_PAYLOAD, NEXT_HAS_RESPONSE,
@@ -270,11 +271,37 @@ impl Vm {
 
     /// Runs the vCPU until the guest needs the host (see the module doc).
     pub fn run(&mut self) -> Result<GuestEvent, VmError> {
+        match self.run_until(None)? {
+            Some(event) => Ok(event),
+            None => Err(VmError::GuestExit("run ended without an event".into())),
+        }
+    }
+
+    /// Runs the vCPU like [`Vm::run`], but for about `slice` at most: `Ok(None)`
+    /// means the slice ran out first. The guest is then simply between two
+    /// instructions; `run` or `run_slice` resume it, from any thread. This lets a
+    /// caller run short guest work inline on a thread that must not block long
+    /// (an async executor's) and move longer work elsewhere. A per-thread timer
+    /// signal ends the slice; if the timer cannot be set up the slice ends at once.
+    pub fn run_slice(&mut self, slice: Duration) -> Result<Option<GuestEvent>, VmError> {
+        if self.dead {
+            return Err(VmError::Dead);
+        }
+        let end = Instant::now() + slice;
+        if crate::kick::start_slice(slice).is_err() {
+            return Ok(None);
+        }
+        let result = self.run_until(Some(end));
+        crate::kick::end_slice();
+        result
+    }
+
+    fn run_until(&mut self, end: Option<Instant>) -> Result<Option<GuestEvent>, VmError> {
         if self.dead {
             return Err(VmError::Dead);
         }
         self.kicker.enter();
-        let result = self.run_loop();
+        let result = self.run_loop(end);
         self.kicker.leave();
         if result.is_err() {
             self.dead = true;
@@ -282,8 +309,10 @@ impl Vm {
         result
     }
 
-    fn run_loop(&mut self) -> Result<GuestEvent, VmError> {
+    /// `Ok(None)`: `end` passed (only checked when a signal interrupts KVM_RUN).
+    fn run_loop(&mut self, end: Option<Instant>) -> Result<Option<GuestEvent>, VmError> {
         self.pending = None;
+        let over = |end: Option<Instant>| end.is_some_and(|end| Instant::now() >= end);
         loop {
             if self.kicker.stopped() {
                 self.kicker.clear();
@@ -291,7 +320,12 @@ impl Vm {
             }
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    if over(end) && !self.kicker.stopped() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
                 Err(e) => return Err(VmError::Run(std::io::Error::from_raw_os_error(e.errno()))),
             };
             let call = match exit {
@@ -315,6 +349,7 @@ impl Vm {
                         "access to unmapped guest-physical address {addr:#x}"
                     )))
                 }
+                VcpuExit::Intr if over(end) && !self.kicker.stopped() => return Ok(None),
                 VcpuExit::Intr => continue,
                 VcpuExit::Shutdown => {
                     let rip = self.vcpu.get_regs().map_or(0, |r| r.rip);
@@ -335,7 +370,7 @@ impl Vm {
             };
             if let Some(event) = self.hypercall(call)? {
                 self.pending = Some(call);
-                return Ok(event);
+                return Ok(Some(event));
             }
         }
     }

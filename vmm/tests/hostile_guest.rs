@@ -185,17 +185,92 @@ fn test_infinite_loop_is_stopped_at_deadline() {
     if !kvm_or_skip("test_infinite_loop_is_stopped_at_deadline") {
         return;
     }
+    spin_until_deadline(Duration::from_millis(200));
+}
+
+/// Runs a spinning guest with a deadline `after` from now: it must be stopped then.
+fn spin_until_deadline(after: Duration) {
     let mut vm = vm_with(Asm::default().spin());
     let t0 = Instant::now();
-    let _deadline = Deadline::arm(t0 + Duration::from_millis(200), &vm.kicker());
+    let _deadline = Deadline::arm(t0 + after, &vm.kicker());
     let err = vm.run().expect_err("spinning guest must be stopped");
     assert!(matches!(err, VmError::Interrupted), "{err}");
-    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert!(t0.elapsed() >= after);
     assert!(
-        t0.elapsed() < Duration::from_secs(10),
+        t0.elapsed() < after + Duration::from_secs(10),
         "kick took {:?}",
         t0.elapsed()
     );
+}
+
+#[test]
+fn test_earlier_deadline_armed_after_a_later_one_fires_on_time() {
+    if !kvm_or_skip("test_earlier_deadline_armed_after_a_later_one_fires_on_time") {
+        return;
+    }
+    // The watchdog sleeps until the earliest deadline; a later arming that is
+    // earlier than that must wake it, and disarmed deadlines must not fire.
+    let idle = vm_with(Asm::default().spin());
+    let _far = Deadline::arm(Instant::now() + Duration::from_secs(600), &idle.kicker());
+    drop(Deadline::arm(
+        Instant::now() + Duration::from_millis(50),
+        &idle.kicker(),
+    ));
+    spin_until_deadline(Duration::from_millis(300));
+}
+
+#[test]
+fn test_run_slice_yields_and_resumes_on_another_thread() {
+    if !kvm_or_skip("test_run_slice_yields_and_resumes_on_another_thread") {
+        return;
+    }
+    // A quick guest: the event comes back within the slice.
+    let mut quick = vm_with(Asm::default().hypercall(Hypercall::Next).spin());
+    assert_eq!(
+        quick.run_slice(Duration::from_millis(50)).unwrap(),
+        Some(GuestEvent::Next)
+    );
+    // Busy work longer than a slice: run_slice yields (Ok(None)) and the guest
+    // carries on where it was, on whichever thread resumes it, until its hypercall.
+    let mut vm = vm_with(
+        Asm::default()
+            .count_down(400_000_000)
+            .hypercall(Hypercall::Next)
+            .spin(),
+    );
+    let t0 = Instant::now();
+    let mut yields = 0u32;
+    let event = loop {
+        let slice = Duration::from_millis(1);
+        let step = if yields.is_multiple_of(2) {
+            vm.run_slice(slice).unwrap()
+        } else {
+            std::thread::scope(|s| s.spawn(|| vm.run_slice(slice)).join().unwrap()).unwrap()
+        };
+        match step {
+            Some(event) => break event,
+            None => yields += 1,
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "guest never finished"
+        );
+    };
+    assert_eq!(event, GuestEvent::Next);
+    assert!(yields >= 2, "only {yields} yields in {:?}", t0.elapsed());
+    // A spinning guest is yielded again and again; a deadline still ends it.
+    let mut spin = vm_with(Asm::default().spin());
+    for _ in 0..3 {
+        let t = Instant::now();
+        assert_eq!(spin.run_slice(Duration::from_millis(2)).unwrap(), None);
+        assert!(t.elapsed() >= Duration::from_millis(2));
+    }
+    let _deadline = Deadline::arm(Instant::now() + Duration::from_millis(50), &spin.kicker());
+    let err = spin
+        .run_slice(Duration::from_secs(30))
+        .expect_err("deadline");
+    assert!(matches!(err, VmError::Interrupted), "{err}");
+    assert!(matches!(spin.run(), Err(VmError::Dead)));
 }
 
 #[test]

@@ -315,6 +315,37 @@ impl Instance {
     /// Runs one invocation. On `Err` the instance is dead and must be discarded;
     /// a handler error is an `Ok` outcome with `function_error` set.
     pub fn invoke(&mut self, req: &InvokeRequest) -> Result<InvokeOutcome, WorkerError> {
+        let running = self.begin(req)?;
+        self.resume(running)
+    }
+
+    /// Starts one invocation and runs it for about `slice`: [`Progress::Done`] with
+    /// the outcome, or [`Progress::Yielded`] if it needs longer — finish it with
+    /// [`Instance::resume`], from any thread. This lets an async caller run the
+    /// common short invocation in place and move only long ones to a blocking
+    /// thread. Errors as in [`Instance::invoke`].
+    pub fn invoke_sliced(
+        &mut self,
+        req: &InvokeRequest,
+        slice: Duration,
+    ) -> Result<Progress, WorkerError> {
+        let running = self.begin(req)?;
+        self.advance(running, Some(slice))
+    }
+
+    /// Runs a yielded invocation to its end (under its deadline).
+    pub fn resume(&mut self, running: Running) -> Result<InvokeOutcome, WorkerError> {
+        match self.advance(running, None)? {
+            Progress::Done(outcome) => Ok(outcome),
+            Progress::Yielded(_) => Err(WorkerError::Crashed {
+                message: "an unsliced run yielded".into(),
+                log: self.vm.take_log(),
+            }),
+        }
+    }
+
+    /// Hands the request to the parked guest and arms the deadline.
+    fn begin(&mut self, req: &InvokeRequest) -> Result<Running, WorkerError> {
         if req.payload.len() as u64 > MAX_PAYLOAD {
             return Err(WorkerError::PayloadTooLarge {
                 len: req.payload.len() as u64,
@@ -353,52 +384,54 @@ impl Instance {
         })?;
         self.ready = false;
         self.fresh_restore = false;
-        let deadline = Deadline::arm(t0 + self.spec.timeout, &self.vm.kicker());
-        let result = self.run_to_response();
-        let duration = t0.elapsed();
-        // The response normally rides on the guest's next `Next` (one exit per
-        // invocation); a guest that sent it separately is run until it parks
-        // (still under the deadline).
-        let parked = match &result {
-            Ok(_) if self.vm.pending() == Some(thaw_abi::Hypercall::Next) => Ok(GuestEvent::Next),
-            Ok(_) => self.vm.run(),
-            Err(_) => Err(VmError::Dead),
-        };
-        drop(deadline);
-        let log = self.vm.take_log();
-        let pager_error = self.lazy.as_ref().and_then(|l| l.handle.error());
-        let fail = |e: VmError, log| match e {
-            _ if pager_error.is_some() => WorkerError::Crashed {
-                message: format!(
-                    "a guest page could not be served: {}",
-                    pager_error
-                        .as_ref()
-                        .map(|p| crate::error::error_chain(p))
-                        .unwrap_or_default()
-                ),
-                log,
-            },
-            VmError::Interrupted => WorkerError::Timeout {
-                secs: self.spec.timeout.as_secs_f64(),
-                log,
-            },
-            VmError::GuestAbort { message } => WorkerError::Crashed { message, log },
-            e => WorkerError::Crashed {
-                message: crate::error::error_chain(&e),
-                log,
+        Ok(Running {
+            t0,
+            request_id,
+            deadline: Deadline::arm(t0 + self.spec.timeout, &self.vm.kicker()),
+            response: None,
+        })
+    }
+
+    /// Runs the guest (for about `slice`, or to the end) from where `running` left it:
+    /// 1. to its response (which normally rides on its next `Next`: one exit),
+    /// 2. then, if it sent the response on its own, until it parks in `Next`.
+    fn advance(
+        &mut self,
+        mut running: Running,
+        slice: Option<Duration>,
+    ) -> Result<Progress, WorkerError> {
+        let end = slice.map(|s| Instant::now() + s);
+        let (response, duration) = match running.response.take() {
+            Some(got) => got,
+            None => match self.step(end) {
+                Ok(None) => return Ok(Progress::Yielded(running)),
+                Ok(Some(GuestEvent::Response(r))) => (r, running.t0.elapsed()),
+                Ok(Some(other)) => {
+                    let e = VmError::GuestExit(format!("expected a response, got {other:?}"));
+                    return Err(self.fail(e));
+                }
+                Err(e) => return Err(self.fail(e)),
             },
         };
-        let response = result.map_err(|e| fail(e, log.clone()))?;
-        match parked {
-            Ok(GuestEvent::Next) => self.ready = true,
-            Ok(other) => {
-                return Err(WorkerError::Crashed {
-                    message: format!("unexpected {other:?} after a response"),
-                    log,
-                })
+        if self.vm.pending() != Some(thaw_abi::Hypercall::Next) {
+            match self.step(end) {
+                Ok(None) => {
+                    running.response = Some((response, duration));
+                    return Ok(Progress::Yielded(running));
+                }
+                Ok(Some(GuestEvent::Next)) => {}
+                Ok(Some(other)) => {
+                    return Err(WorkerError::Crashed {
+                        message: format!("unexpected {other:?} after a response"),
+                        log: self.vm.take_log(),
+                    })
+                }
+                Err(e) => return Err(self.fail(e)),
             }
-            Err(e) => return Err(fail(e, log)),
         }
+        drop(running.deadline);
+        self.ready = true;
+        let log = self.vm.take_log();
         if let Some(lazy) = &mut self.lazy {
             lazy.first_response_done();
         }
@@ -408,21 +441,68 @@ impl Instance {
         } else {
             (response.kind != ResponseKind::Ok, response.body)
         };
-        Ok(InvokeOutcome {
-            request_id,
+        Ok(Progress::Done(InvokeOutcome {
+            request_id: running.request_id,
             function_error,
             body,
             log,
             duration,
-        })
+        }))
     }
 
-    fn run_to_response(&mut self) -> Result<thaw_vmm::Response, VmError> {
-        match self.vm.run()? {
-            GuestEvent::Response(r) => Ok(r),
-            other => Err(VmError::GuestExit(format!(
-                "expected a response, got {other:?}"
-            ))),
+    /// One run of the vCPU: sliced until `end`, or to the next event.
+    fn step(&mut self, end: Option<Instant>) -> Result<Option<GuestEvent>, VmError> {
+        match end {
+            Some(end) => self
+                .vm
+                .run_slice(end.saturating_duration_since(Instant::now())),
+            None => self.vm.run().map(Some),
         }
     }
+
+    /// The error for a VM that died mid-invocation, with its log.
+    fn fail(&mut self, e: VmError) -> WorkerError {
+        let log = self.vm.take_log();
+        if let Some(p) = self.lazy.as_ref().and_then(|l| l.handle.error()) {
+            return WorkerError::Crashed {
+                message: format!(
+                    "a guest page could not be served: {}",
+                    crate::error::error_chain(&p)
+                ),
+                log,
+            };
+        }
+        match e {
+            VmError::Interrupted => WorkerError::Timeout {
+                secs: self.spec.timeout.as_secs_f64(),
+                log,
+            },
+            VmError::GuestAbort { message } => WorkerError::Crashed { message, log },
+            e => WorkerError::Crashed {
+                message: crate::error::error_chain(&e),
+                log,
+            },
+        }
+    }
+}
+
+/// How far a sliced invocation got.
+#[derive(Debug)]
+#[must_use]
+pub enum Progress {
+    /// It finished (the instance is ready again).
+    Done(InvokeOutcome),
+    /// Its slice ran out: pass this to [`Instance::resume`]. Dropping it instead
+    /// leaves the instance busy for good (discard it).
+    Yielded(Running),
+}
+
+/// An invocation under way: its deadline stays armed until it ends.
+#[derive(Debug)]
+pub struct Running {
+    t0: Instant,
+    request_id: String,
+    deadline: Deadline,
+    /// The response, once the guest sent it on its own and still has to park.
+    response: Option<(thaw_vmm::Response, Duration)>,
 }

@@ -17,7 +17,9 @@ pub mod snapshot;
 pub use error::WorkerError;
 pub use function::FunctionCode;
 pub use host::{DataDir, StartTimings, Worker};
-pub use instance::{BootTimings, FunctionSpec, Instance, InvokeOutcome, InvokeRequest};
+pub use instance::{
+    BootTimings, FunctionSpec, Instance, InvokeOutcome, InvokeRequest, Progress, Running,
+};
 pub use restore::MemoryMode;
 pub use runtime::Runtime;
 
