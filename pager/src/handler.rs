@@ -28,6 +28,8 @@ pub(crate) struct Core {
     recorder: Option<Mutex<(Vec<u32>, Vec<u64>)>>,
     installed: Vec<AtomicU64>,
     zero_block: Vec<u8>,
+    /// Threads of a blocking prefetch (see `PagerOptions::prefetch_threads`).
+    pub prefetch_threads: usize,
 }
 
 fn bit(map: &[AtomicU64], i: usize) -> bool {
@@ -98,6 +100,10 @@ impl Core {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             zero_block,
+            prefetch_threads: match opts.prefetch_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+                n => n,
+            },
         })
     }
 

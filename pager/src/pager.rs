@@ -31,6 +31,9 @@ pub struct PagerOptions {
     pub cache_blocks: usize,
     /// Called when a fault cannot be served (the VMM stops the vCPU).
     pub on_fatal: Option<FatalCallback>,
+    /// Threads [`PagerHandle::prefetch_blocking`] reads, decompresses and installs
+    /// blocks on (the caller's included); 0 means one per CPU, at most 4.
+    pub prefetch_threads: usize,
 }
 
 impl std::fmt::Debug for PagerOptions {
@@ -39,6 +42,7 @@ impl std::fmt::Debug for PagerOptions {
             .field("record", &self.record)
             .field("cache_blocks", &self.cache_blocks)
             .field("on_fatal", &self.on_fatal.is_some())
+            .field("prefetch_threads", &self.prefetch_threads)
             .finish()
     }
 }
@@ -209,9 +213,11 @@ impl PagerHandle {
         Ok(())
     }
 
-    /// Install the chunks `indices` now, on the calling thread (before resuming the vCPU).
+    /// Install the chunks `indices` now (before resuming the vCPU): on the calling
+    /// thread and `opts.prefetch_threads - 1` helpers, which read, decompress and
+    /// install blocks side by side.
     pub fn prefetch_blocking(&self, indices: &[u32]) -> Result<(), PagerError> {
-        prefetch::install_chunks(&self.core, indices, None)
+        prefetch::install_chunks(&self.core, indices, None, self.core.prefetch_threads)
     }
 
     /// Stop and join the threads, then return the final statistics (every fault served so far

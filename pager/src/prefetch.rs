@@ -8,13 +8,18 @@
 //!    and is installed on its own (ZEROPAGE or a zero copy).
 //! 4. Install each data run with one UFFDIO_COPY (shared mode: fill + CONTINUE per block).
 //!    Faults racing with it either find the pages present or make the copy skip them (EEXIST).
+//!
+//! With several threads (a blocking prefetch), steps 3-4 run on each of them: they take
+//! runs from a shared queue (runs are cut into single blocks when there are too few to go
+//! round), so reading, decompressing and copying proceed side by side; the first error
+//! stops the others taking more.
 
 use crate::handler::{BlockData, Core};
 use crate::install;
 use crate::pager::PagerError;
 use crate::Backing;
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,11 +27,13 @@ use std::thread::JoinHandle;
 /// Largest single UFFDIO_COPY a prefetch issues.
 const MAX_RUN: usize = 16 << 20;
 
-/// Install the blocks holding `indices`; stop early when `stop` is set.
+/// Install the blocks holding `indices` on `threads` threads (the caller's included);
+/// stop early when `stop` is set.
 pub(crate) fn install_chunks(
     core: &Core,
     indices: &[u32],
     stop: Option<&AtomicBool>,
+    threads: usize,
 ) -> Result<(), PagerError> {
     // Step 1.
     let per = core.block / core.chunk;
@@ -40,7 +47,13 @@ pub(crate) fn install_chunks(
         }
     }
     // Step 2.
-    let max_blocks = (MAX_RUN / core.block).max(1);
+    let threads = threads.clamp(1, blocks.len().max(1));
+    let max_blocks = if threads > 1 {
+        // Enough pieces to keep every thread busy to the end.
+        (blocks.len() / (threads * 2)).clamp(1, (MAX_RUN / core.block).max(1))
+    } else {
+        (MAX_RUN / core.block).max(1)
+    };
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for b in blocks {
         match runs.last_mut() {
@@ -48,20 +61,40 @@ pub(crate) fn install_chunks(
             _ => runs.push((b, 1)),
         }
     }
-    let mut buf = Vec::new();
-    for (first, n) in runs {
-        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            break;
-        }
-        if matches!(core.region.backing, Backing::SharedMemfd(_)) {
-            for b in first..first + n {
-                core.install_block(b, BlockData::Lazy, true)?;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || -> Result<(), PagerError> {
+        let mut buf = Vec::new();
+        loop {
+            let halted = stop.is_some_and(|s| s.load(Ordering::Relaxed));
+            if halted || failed.load(Ordering::Relaxed) {
+                return Ok(());
             }
-            continue;
+            let Some(&(first, n)) = runs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return Ok(());
+            };
+            let done = if matches!(core.region.backing, Backing::SharedMemfd(_)) {
+                (first..first + n).try_for_each(|b| core.install_block(b, BlockData::Lazy, true))
+            } else {
+                install_run(core, first, n, &mut buf)
+            };
+            if done.is_err() {
+                failed.store(true, Ordering::Relaxed);
+                return done;
+            }
         }
-        install_run(core, first, n, &mut buf)?;
+    };
+    if threads == 1 {
+        return work();
     }
-    Ok(())
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mine = work();
+        helpers.into_iter().fold(mine, |acc, h| {
+            let theirs = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            acc.and(theirs)
+        })
+    })
 }
 
 /// Steps 3 and 4 for one run of private (anonymous or hugetlb) blocks.
@@ -143,7 +176,7 @@ impl Prefetcher {
             .name("thaw-prefetch".into())
             .spawn(move || {
                 for batch in rx {
-                    if let Err(e) = install_chunks(&core, &batch, Some(&s)) {
+                    if let Err(e) = install_chunks(&core, &batch, Some(&s), 1) {
                         *core.prefetch_error.lock() = Some(e);
                     }
                     let mut n = p.0.lock();
@@ -213,6 +246,55 @@ mod tests {
         assert_eq!(st.bytes_installed, len as u64);
         assert_eq!(st.prefetch_blocks, (len / 4096) as u64);
         assert_eq!(st.zero_installs, 3);
+    }
+
+    #[test]
+    fn test_prefetch_blocking_on_several_threads_installs_each_block_once() {
+        for threads in [1, 2, 4, 7] {
+            let len = 8 << 20;
+            let map = AnonMap::new(len);
+            let src = Arc::new(VecSource::patterned(len, 64 << 10, &[5, 60, 61]));
+            let opts = PagerOptions {
+                prefetch_threads: threads,
+                ..Default::default()
+            };
+            let h = start(&map, src.clone(), opts);
+            // Scattered and repeated indices: runs of several lengths.
+            let chunks = (len / (64 << 10)) as u32;
+            let set: Vec<u32> = (0..chunks)
+                .filter(|i| i % 3 != 1)
+                .chain([0, 2, 127])
+                .collect();
+            h.prefetch_blocking(&set).unwrap();
+            let st = h.stats();
+            assert_eq!(st.faults, 0, "{threads} threads: {st:?}");
+            let distinct = (0..chunks).filter(|i| set.contains(i)).count() as u64;
+            assert_eq!(st.bytes_installed, distinct * (64 << 10), "{st:?}");
+            assert_eq!(st.eexist_races, 0, "{st:?}");
+            let base = map.addr.0;
+            let s = src.clone();
+            with_timeout(30, move || {
+                assert_eq!(kernel_read(base, len).unwrap(), s.bytes())
+            });
+        }
+    }
+
+    #[test]
+    fn test_prefetch_blocking_on_several_threads_reports_a_bad_chunk() {
+        let len = 4 << 20;
+        let map = AnonMap::new(len);
+        let src = Arc::new(crate::testutil::FailingSource {
+            inner: VecSource::patterned(len, 64 << 10, &[]),
+            bad: vec![40],
+        });
+        let opts = PagerOptions {
+            prefetch_threads: 3,
+            ..Default::default()
+        };
+        let h = start(&map, src, opts);
+        let all: Vec<u32> = (0..64).collect();
+        let err = h.prefetch_blocking(&all).expect_err("chunk 40 is corrupt");
+        assert_eq!(err.chunk(), Some(40), "{err}");
     }
 
     /// A source that also lends its chunks (as a decompressed cache would).

@@ -27,6 +27,11 @@ impl ChunkCache {
     }
 
     /// The cached bytes of `id`, marking them recently used.
+    /// Whether `id` is held (does not count as a use).
+    pub(crate) fn contains(&self, id: &ChunkId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     pub(crate) fn get(&mut self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
         self.tick += 1;
         let tick = self.tick;

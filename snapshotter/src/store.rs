@@ -314,6 +314,22 @@ impl Store {
         Ok(n)
     }
 
+    /// Starts reading the files of the chunks in `ids` that the decompressed-chunk
+    /// cache does not hold, all at once, so their disk reads overlap each other and
+    /// the decompression of the first ones (a restore about to read them in turn).
+    pub fn readahead<'a>(&self, ids: impl IntoIterator<Item = &'a ChunkId>) {
+        let missing: Vec<ChunkId> = {
+            let cache = self.inner.cache.lock();
+            ids.into_iter()
+                .filter(|id| !cache.contains(id))
+                .copied()
+                .collect()
+        };
+        for id in &missing {
+            self.inner.chunks.readahead(id);
+        }
+    }
+
     /// A chunk's verified bytes, shared with the decompressed-chunk cache (no copy on a hit).
     pub fn read_chunk_shared(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, StoreError> {
         if let Some(hit) = self.inner.cache.lock().get(id) {

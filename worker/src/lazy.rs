@@ -19,6 +19,7 @@
 use crate::error::WorkerError;
 use crate::restore::{MemoryMode, OpenedSnapshot};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use thaw_pager::{
     ChunkKind, GuestRegion, PageSource, Pager, PagerHandle, PagerOptions, SharedImage, SourceError,
@@ -178,15 +179,32 @@ impl ModuleImages {
         let Ok(img) = thaw_pager::HugeMemfd::create(chunks.len() * cs) else {
             return Ok(None);
         };
-        for (i, id) in chunks.iter().enumerate() {
-            if let Some(id) = id {
-                let bytes = store
-                    .read_chunk(id)
-                    .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
-                img.write_at(i * cs, &bytes)
-                    .map_err(|e| WorkerError::Pager(e.to_string()))?;
+        // All disk reads at once, then read, decompress and copy on every core.
+        store.readahead(chunks.iter().flatten());
+        let next = AtomicUsize::new(0);
+        let fill = || -> Result<(), WorkerError> {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = chunks.get(i) else {
+                    return Ok(());
+                };
+                if let Some(id) = slot {
+                    let bytes = store
+                        .read_chunk_shared(id)
+                        .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
+                    img.write_at(i * cs, &bytes)
+                        .map_err(|e| WorkerError::Pager(e.to_string()))?;
+                }
             }
-        }
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads).map(|_| s.spawn(fill)).collect();
+            let mine = fill();
+            helpers.into_iter().fold(mine, |acc, h| {
+                acc.and(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            })
+        })?;
         let img = Arc::new(img);
         map.insert(chunks.to_vec(), img.clone());
         Ok(Some(img))
@@ -301,6 +319,24 @@ pub fn lazy_restore(
         }
         _ => 0..0,
     };
+    // The working set may have been recorded since `snap` was read.
+    let working_set = match &snap.manifest.working_set {
+        Some(ws) => Some(ws.clone()),
+        None => caches.working_set(store, &snap.manifest.id)?,
+    };
+    // 2b. Start the disk reads of every chunk steps 3-4 install, all at once (a
+    //     no-op for chunks the decompressed-chunk cache holds).
+    let ahead: Vec<ChunkId> = vmm_chunks(cs)
+        .chain(
+            working_set
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|i| mode == MemoryMode::UffdPrefetch && !module_chunks.contains(i)),
+        )
+        .filter_map(|i| snap.manifest.chunk(i)?.id)
+        .collect();
+    store.readahead(&ahead);
     // 3 (before the pager registers the range, on hugetlbfs). What the VMM
     //    touches itself: populated first (a pool shell comes populated; running
     //    out of huge pages fails here, not with a SIGBUS in the VMM thread later),
@@ -322,11 +358,7 @@ pub fn lazy_restore(
             }
         }
     }
-    // 2. The pager. The working set may have been recorded since `snap` was read.
-    let working_set = match &snap.manifest.working_set {
-        Some(ws) => Some(ws.clone()),
-        None => caches.working_set(store, &snap.manifest.id)?,
-    };
+    // 2. The pager.
     let record =
         matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch) && working_set.is_none();
     let region = GuestRegion {
