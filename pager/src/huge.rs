@@ -165,6 +165,46 @@ impl HugeMemfd {
     }
 }
 
+impl HugeMemfd {
+    /// Fills the memory piece by piece: `fill(i, piece)` for each `piece_len`-byte
+    /// piece `i`, on `threads` threads (the caller's included) taking pieces in turn.
+    /// `&mut self`: nothing else can read or write the memory meanwhile, and every
+    /// piece goes to exactly one call. Stops handing out pieces after the first error,
+    /// which it returns.
+    pub fn fill_parallel<E: Send>(
+        &mut self,
+        piece_len: usize,
+        threads: usize,
+        fill: impl Fn(usize, &mut [u8]) -> Result<(), E> + Sync,
+    ) -> Result<(), E> {
+        // SAFETY: the mapping is `len` bytes, live while `self` is, and `&mut self`
+        // makes this the only reference into it until the slice's borrow ends.
+        let all =
+            unsafe { std::slice::from_raw_parts_mut(self.addr.as_ptr() as *mut u8, self.len) };
+        let pieces = parking_lot::Mutex::new(all.chunks_mut(piece_len.max(1)).enumerate());
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let work = || -> Result<(), E> {
+            while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some((i, piece)) = pieces.lock().next() else {
+                    break;
+                };
+                if let Err(e) = fill(i, piece) {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        };
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads.max(1)).map(|_| s.spawn(work)).collect();
+            let mine = work();
+            helpers.into_iter().fold(mine, |acc, h| {
+                acc.and(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            })
+        })
+    }
+}
+
 impl Drop for HugeMemfd {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping this value created; no references into it outlive
@@ -244,6 +284,35 @@ mod tests {
         assert_eq!(r.addr().0 % HUGE_PAGE_SIZE, 0);
         // SAFETY: the region is a live, private, writable mapping of r.len() bytes.
         unsafe { std::ptr::write_bytes(r.addr().0 as *mut u8, 7, r.len()) };
+    }
+
+    #[test]
+    fn test_huge_memfd_fill_parallel_fills_every_piece_once() {
+        if free_huge_pages() < 2 {
+            eprintln!("SKIPPED: test_huge_memfd_fill_parallel_fills_every_piece_once (no free huge pages)");
+            return;
+        }
+        let mut m = HugeMemfd::create(2 * HUGE_PAGE_SIZE).unwrap();
+        let piece = 64 << 10;
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        m.fill_parallel(piece, 3, |i, dst| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(dst.len(), piece);
+            dst.fill(i as u8);
+            Ok::<(), String>(())
+        })
+        .unwrap();
+        let pieces = m.len() / piece;
+        assert_eq!(calls.into_inner(), pieces);
+        let bytes = crate::testutil::kernel_read(m.addr().0, m.len()).unwrap();
+        for (i, p) in bytes.chunks(piece).enumerate() {
+            assert!(p.iter().all(|&b| b == i as u8), "piece {i}");
+        }
+        // The first error is returned and stops the hand-out.
+        let err = m
+            .fill_parallel(piece, 2, |i, _| if i == 5 { Err(i) } else { Ok(()) })
+            .unwrap_err();
+        assert_eq!(err, 5);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! the blake3 hash of its uncompressed bytes. Writes are crash-safe (temp file, fsync, rename, fsync
 //! of the directory); every read is decompressed and checked against its name.
 
+use std::cell::RefCell;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,6 +134,59 @@ fn parallel<T: Sync>(
     })
 }
 
+/// A chunk file claiming to decompress to more than this is corrupt.
+const MAX_CHUNK_BYTES: u64 = 256 << 20;
+
+thread_local! {
+    /// Per thread: the last compressed chunk read (reused, so a read does not fault
+    /// in a fresh buffer each time).
+    static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Per thread: a zstd decompression context.
+    static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Reads the file at `path` (chunk `id`) into this thread's buffer and runs `f` on it.
+fn with_compressed<R>(
+    path: &Path,
+    id: &ChunkId,
+    f: impl FnOnce(&[u8]) -> Result<R, ChunkError>,
+) -> Result<R, ChunkError> {
+    COMPRESSED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        File::open(path)
+            .and_then(|mut file| file.read_to_end(&mut buf))
+            .map_err(|e| ChunkError::Read(*id, e))?;
+        let result = f(&buf);
+        if buf.capacity() > 8 << 20 {
+            *buf = Vec::new();
+        }
+        result
+    })
+}
+
+/// Decompresses one zstd frame into `out` with this thread's context.
+fn decompress(id: &ChunkId, compressed: &[u8], out: &mut [u8]) -> Result<usize, ChunkError> {
+    let err = |e| ChunkError::Decompress(*id, e);
+    DCTX.with(|ctx| {
+        let mut ctx = ctx.borrow_mut();
+        let ctx = match &mut *ctx {
+            Some(ctx) => ctx,
+            none => none.insert(zstd::bulk::Decompressor::new().map_err(err)?),
+        };
+        ctx.decompress_to_buffer(compressed, out).map_err(err)
+    })
+}
+
+/// Checks decompressed `bytes` against their name.
+fn verify(id: &ChunkId, bytes: &[u8]) -> Result<(), ChunkError> {
+    let actual = ChunkId::of(bytes);
+    if actual != *id {
+        return Err(ChunkError::HashMismatch { id: *id, actual });
+    }
+    Ok(())
+}
+
 /// The on-disk chunk directory.
 #[derive(Debug)]
 pub struct ChunkFiles {
@@ -245,14 +299,31 @@ impl ChunkFiles {
 
     /// Reads, decompresses and verifies chunk `id`.
     pub fn read(&self, id: &ChunkId) -> Result<Vec<u8>, ChunkError> {
-        let compressed = fs::read(self.path(id)).map_err(|e| ChunkError::Read(*id, e))?;
-        let bytes =
-            zstd::decode_all(&compressed[..]).map_err(|e| ChunkError::Decompress(*id, e))?;
-        let actual = ChunkId::of(&bytes);
-        if actual != *id {
-            return Err(ChunkError::HashMismatch { id: *id, actual });
-        }
-        Ok(bytes)
+        with_compressed(&self.path(id), id, |compressed| {
+            let size = zstd::zstd_safe::get_frame_content_size(compressed)
+                .ok()
+                .flatten()
+                .filter(|&n| n <= MAX_CHUNK_BYTES)
+                .ok_or_else(|| {
+                    let e = io::Error::other("no plausible content size in the zstd frame");
+                    ChunkError::Decompress(*id, e)
+                })?;
+            let mut bytes = vec![0u8; size as usize];
+            let n = decompress(id, compressed, &mut bytes)?;
+            bytes.truncate(n);
+            verify(id, &bytes)?;
+            Ok(bytes)
+        })
+    }
+
+    /// Like [`read`](Self::read), but decompresses straight into `out` (at least the
+    /// chunk's length) and returns the length: no allocation, no extra copy.
+    pub fn read_into(&self, id: &ChunkId, out: &mut [u8]) -> Result<usize, ChunkError> {
+        with_compressed(&self.path(id), id, |compressed| {
+            let n = decompress(id, compressed, out)?;
+            verify(id, &out[..n])?;
+            Ok(n)
+        })
     }
 
     /// Every file in the chunk directory, temp files included.

@@ -340,13 +340,40 @@ impl Store {
         Ok(bytes)
     }
 
+    /// Like [`read_chunk_into`](Self::read_chunk_into), but a chunk the cache does not
+    /// hold is decompressed straight into `out` and not cached: for data a process reads
+    /// once and keeps elsewhere (the module image), it saves a buffer, a copy and
+    /// cache space.
+    pub fn read_chunk_into_uncached(
+        &self,
+        id: &ChunkId,
+        out: &mut [u8],
+    ) -> Result<usize, StoreError> {
+        if let Some(hit) = self.inner.cache.lock().get(id) {
+            let n = hit.len().min(out.len());
+            out[..n].copy_from_slice(&hit[..n]);
+            return Ok(n);
+        }
+        self.inner
+            .chunks
+            .read_into(id, out)
+            .map_err(|source| self.corrupt(id, source))
+    }
+
     pub(crate) fn read_chunk_uncached(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
-        self.inner.chunks.read(id).map_err(|source| {
-            if !matches!(source, ChunkError::Read(..)) {
-                self.quarantine(id);
-            }
-            StoreError::CorruptChunk { id: *id, source }
-        })
+        self.inner
+            .chunks
+            .read(id)
+            .map_err(|source| self.corrupt(id, source))
+    }
+
+    /// A failed chunk read as a store error; a damaged (not merely unreadable) file is
+    /// quarantined.
+    fn corrupt(&self, id: &ChunkId, source: ChunkError) -> StoreError {
+        if !matches!(source, ChunkError::Read(..)) {
+            self.quarantine(id);
+        }
+        StoreError::CorruptChunk { id: *id, source }
     }
 
     pub(crate) fn quarantine(&self, id: &ChunkId) {
@@ -533,6 +560,34 @@ mod tests {
         assert_eq!(buf, memory(1, 1));
         fs::remove_file(store.inner.chunks.path(&c)).unwrap();
         assert_eq!(store.read_chunk(&c).unwrap(), buf, "served from the cache");
+    }
+
+    #[test]
+    fn test_read_chunk_into_uncached_decompresses_in_place_and_keeps_the_cache_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = mem_store(dir.path(), None);
+        let id = one_snapshot(&store);
+        let chunks = &store.manifest(&id).unwrap().regions[0].chunks;
+        let (c0, c1) = (chunks[0].unwrap(), chunks[1].unwrap());
+        let mut buf = vec![0xAAu8; CS as usize + 100];
+        assert_eq!(
+            store.read_chunk_into_uncached(&c0, &mut buf).unwrap(),
+            CS as usize
+        );
+        assert_eq!(&buf[..CS as usize], &memory(1, 1)[..]);
+        assert!(!store.inner.cache.lock().contains(&c0), "not cached");
+        // A damaged file is reported as corrupt and moved aside.
+        let path = store.inner.chunks.path(&c1);
+        let mut bytes = fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let err = store.read_chunk_into_uncached(&c1, &mut buf).unwrap_err();
+        assert!(matches!(err, StoreError::CorruptChunk { .. }), "{err}");
+        assert!(!path.exists() && path.with_extension("corrupt").exists());
+        // Too small a buffer is an error, not a panic.
+        let mut small = vec![0u8; 4096];
+        assert!(store.read_chunk_into_uncached(&c0, &mut small).is_err());
     }
 
     #[test]

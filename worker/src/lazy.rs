@@ -19,7 +19,6 @@
 use crate::error::WorkerError;
 use crate::restore::{MemoryMode, OpenedSnapshot};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use thaw_pager::{
     ChunkKind, GuestRegion, PageSource, Pager, PagerHandle, PagerOptions, SharedImage, SourceError,
@@ -176,34 +175,22 @@ impl ModuleImages {
             return Ok(Some(img.clone()));
         }
         let cs = snap.manifest.chunk_size as usize;
-        let Ok(img) = thaw_pager::HugeMemfd::create(chunks.len() * cs) else {
+        let Ok(mut img) = thaw_pager::HugeMemfd::create(chunks.len() * cs) else {
             return Ok(None);
         };
-        // All disk reads at once, then read, decompress and copy on every core.
+        // All disk reads at once; then each chunk decompressed straight into the
+        // image (no buffer, no copy, not cached: the image is the cache), on every
+        // core. All-zero chunks stay untouched (hugetlbfs pages start zeroed).
         store.readahead(chunks.iter().flatten());
-        let next = AtomicUsize::new(0);
-        let fill = || -> Result<(), WorkerError> {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(slot) = chunks.get(i) else {
-                    return Ok(());
-                };
-                if let Some(id) = slot {
-                    let bytes = store
-                        .read_chunk_shared(id)
-                        .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))?;
-                    img.write_at(i * cs, &bytes)
-                        .map_err(|e| WorkerError::Pager(e.to_string()))?;
-                }
-            }
-        };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        std::thread::scope(|s| {
-            let helpers: Vec<_> = (1..threads).map(|_| s.spawn(fill)).collect();
-            let mine = fill();
-            helpers.into_iter().fold(mine, |acc, h| {
-                acc.and(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            })
+        img.fill_parallel(cs, threads, |i, dst| {
+            let Some(Some(id)) = chunks.get(i) else {
+                return Ok(());
+            };
+            store
+                .read_chunk_into_uncached(id, dst)
+                .map(drop)
+                .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))
         })?;
         let img = Arc::new(img);
         map.insert(chunks.to_vec(), img.clone());
