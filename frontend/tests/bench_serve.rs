@@ -231,9 +231,10 @@ async fn bench_serve() {
         assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
         let v = http.wait_provisioned(&name, "1").await;
         println!(
-            "provisioned {n} -> {} in {:.2} s",
+            "provisioned {n} -> {} in {:.2} s {}",
             v["Status"],
-            t0.elapsed().as_secs_f64()
+            t0.elapsed().as_secs_f64(),
+            v["StatusReason"].as_str().unwrap_or_default()
         );
         http.delete(&format!("/2015-03-31/functions/{name}")).await;
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -46,8 +46,16 @@ pub enum HugeError {
     Madvise(#[source] io::Error),
 }
 
-/// Free, unreserved 2 MiB pages in the hugetlb pool (HugePages_Free - HugePages_Rsvd).
+/// Free, unreserved 2 MiB pages in the hugetlb pool (free - reserved), from sysfs
+/// (two small reads: cheap enough for every restore), else /proc/meminfo.
 pub fn free_huge_pages() -> usize {
+    let sysfs = |name: &str| -> Option<usize> {
+        let path = format!("/sys/kernel/mm/hugepages/hugepages-2048kB/{name}");
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    };
+    if let (Some(free), Some(resv)) = (sysfs("free_hugepages"), sysfs("resv_hugepages")) {
+        return free.saturating_sub(resv);
+    }
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| -> usize {
         info.lines()

@@ -210,6 +210,14 @@ impl GuestRam {
     /// Replaces `[addr, addr+len)` of guest RAM with a private (copy-on-write)
     /// mapping of `fd` from offset 0: clones that map one image this way share its
     /// clean pages. `&mut self`: no VM uses the RAM yet.
+    ///
+    /// `MAP_NORESERVE`: on hugetlbfs a private mapping would otherwise reserve huge
+    /// pages for every page the guest might write (the whole range, per clone), and
+    /// the pool runs out after a few clones although they never write there. Without
+    /// the reservation a copy-on-write that finds the pool empty fails the access:
+    /// for the guest's accesses (through KVM) that is an EFAULT from KVM_RUN that ends
+    /// this VM; the VMM itself must not touch the range (it touches only its own
+    /// areas, which are backed up front).
     pub fn map_image_private(
         &mut self,
         addr: u64,
@@ -227,7 +235,7 @@ impl GuestRam {
                 self.base.add(at) as *mut libc::c_void,
                 len as usize,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
                 fd.as_raw_fd(),
                 0,
             )

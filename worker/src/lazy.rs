@@ -229,6 +229,9 @@ impl LazyCaches {
     }
 }
 
+/// Free huge pages a hugetlbfs-backed restore leaves for the guest to grow into.
+const HUGE_PAGE_HEADROOM: usize = 16;
+
 /// The chunk indices covering what the VMM accesses itself (step 3).
 fn vmm_chunks(chunk_size: u64) -> std::ops::Range<u32> {
     let (lo, hi) = (
@@ -248,8 +251,20 @@ pub fn lazy_restore(
     let t0 = std::time::Instant::now();
     let len = snap.manifest.meta.memory_size;
     let cs = snap.manifest.chunk_size;
+    // The working set may have been recorded since `snap` was read.
+    let working_set = match &snap.manifest.working_set {
+        Some(ws) => Some(ws.clone()),
+        None => caches.working_set(store, &snap.manifest.id)?,
+    };
+    // Huge pages this restore installs right away (the VMM's areas and the working
+    // set) plus room for the guest to grow: with fewer free, 4 KiB pages instead,
+    // so a full pool slows restores down rather than failing them.
+    let huge_pages_needed = vmm_chunks(cs).len()
+        + working_set.as_ref().map_or(0, Vec::len) * cs as usize / thaw_abi::PAGE_2M as usize
+        + HUGE_PAGE_HEADROOM;
+    let huge_pages_ok = || thaw_pager::free_huge_pages() >= huge_pages_needed;
     // 1. The VM and its guest RAM: a ready shell from the pool when there is one.
-    let (mut vm, backing, registered) = match mode {
+    let (mut vm, mut backing, mut registered) = match mode {
         MemoryMode::Shared => {
             let image = caches.shared.get(&snap.manifest.id, len as usize)?;
             let ram = GuestRam::new(
@@ -262,23 +277,14 @@ pub fn lazy_restore(
                 None,
             )
         }
+        _ if !huge_pages_ok() => private_vm(len, false)?,
         _ => match caches.shells.take(len) {
             Some(shell) => (
                 shell.vm,
                 thaw_pager::Backing::Hugetlb,
                 Some(shell.registered),
             ),
-            None => match GuestRam::new(len, Backing::Hugetlb) {
-                Ok(ram) => (Vm::with_ram(ram)?, thaw_pager::Backing::Hugetlb, None),
-                Err(e) => {
-                    warn_once(&format!(
-                        "no free huge pages for a {} MiB guest ({e}); using 4 KiB pages (slower first touch)",
-                        len >> 20
-                    ));
-                    let ram = GuestRam::new(len, Backing::Anonymous)?;
-                    (Vm::with_ram(ram)?, thaw_pager::Backing::Anonymous, None)
-                }
-            },
+            None => private_vm(len, true)?,
         },
     };
     let hugetlb = backing_is_hugetlb(&backing);
@@ -292,12 +298,24 @@ pub fn lazy_restore(
             match ids.get(range.clone()) {
                 Some(run) => match caches.modules.get(store, snap, run)? {
                     Some(image) => {
-                        vm.ram_mut().map_image_private(
-                            lo,
-                            hi - lo,
-                            std::os::fd::AsFd::as_fd(image.fd()),
-                        )?;
-                        range.start as u32..range.end as u32
+                        let fd = std::os::fd::AsFd::as_fd(image.fd());
+                        match vm.ram_mut().map_image_private(lo, hi - lo, fd) {
+                            Ok(()) => range.start as u32..range.end as u32,
+                            // A private hugetlbfs mapping reserves huge pages for
+                            // the guest's possible writes; none left to reserve.
+                            // Start over on fresh RAM (this one may have lost the
+                            // range) and page the module in like the rest.
+                            Err(thaw_vmm::VmError::MapMemory(e))
+                                if e.raw_os_error() == Some(libc::ENOMEM) =>
+                            {
+                                warn_once(&format!(
+                                    "no huge pages left to reserve for the module image ({e}); paging it in instead (slower restores)"
+                                ));
+                                (vm, backing, registered) = private_vm(len, huge_pages_ok())?;
+                                0..0
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                     None => 0..0,
                 },
@@ -306,11 +324,7 @@ pub fn lazy_restore(
         }
         _ => 0..0,
     };
-    // The working set may have been recorded since `snap` was read.
-    let working_set = match &snap.manifest.working_set {
-        Some(ws) => Some(ws.clone()),
-        None => caches.working_set(store, &snap.manifest.id)?,
-    };
+    let hugetlb = backing_is_hugetlb(&backing);
     // 2b. Start the disk reads of every chunk steps 3-4 install, all at once (a
     //     no-op for chunks the decompressed-chunk cache holds).
     let ahead: Vec<ChunkId> = vmm_chunks(cs)
@@ -330,9 +344,6 @@ pub fn lazy_restore(
     //    then the data chunks copied in. On 4 KiB backings the pager installs them
     //    instead (below): populating 18 MiB of small pages costs far more.
     if hugetlb {
-        if registered.is_none() {
-            populate_vmm_areas(vm.ram())?;
-        }
         for i in vmm_chunks(cs) {
             let Some(c) = snap.manifest.chunk(i) else {
                 continue;
@@ -411,6 +422,28 @@ pub fn lazy_restore(
         },
         memory_ready,
     ))
+}
+
+/// A VM over fresh guest RAM of its own: on hugetlbfs (if `huge` and the VMM's areas
+/// can be backed there now), else on 4 KiB pages (with a warning).
+fn private_vm(
+    len: u64,
+    huge: bool,
+) -> Result<(Vm, thaw_pager::Backing, Option<thaw_pager::Registered>), WorkerError> {
+    let why = match huge.then(|| GuestRam::new(len, Backing::Hugetlb)) {
+        Some(Ok(ram)) => match populate_vmm_areas(&ram) {
+            Ok(()) => return Ok((Vm::with_ram(ram)?, thaw_pager::Backing::Hugetlb, None)),
+            Err(e) => e.to_string(),
+        },
+        Some(Err(e)) => e.to_string(),
+        None => "too few free huge pages".into(),
+    };
+    warn_once(&format!(
+        "no huge pages for a {} MiB guest ({why}); using 4 KiB pages (slower first touch)",
+        len >> 20
+    ));
+    let ram = GuestRam::new(len, Backing::Anonymous)?;
+    Ok((Vm::with_ram(ram)?, thaw_pager::Backing::Anonymous, None))
 }
 
 /// Backs the VMM's own areas with (zeroed) memory.
