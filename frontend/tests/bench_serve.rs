@@ -8,6 +8,8 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use thaw_frontend::proto::{self, thaw_client::ThawClient};
+use tonic::codegen::{Body, Bytes, StdError};
+use tonic::transport::Channel;
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -37,7 +39,7 @@ async fn create(http: &Http, name: &str) {
 
 /// Transport alone (DryRun: validates and resolves, runs nothing), then warm invokes of
 /// `bench:1` with the worker-measured handler time subtracted.
-async fn latency(http: &Http, grpc: &mut ThawClient<tonic::transport::Channel>, client: &str) {
+async fn latency(http: &Http, grpc: &mut ThawClient<Channel>, client: &str) {
     const N: usize = 2000;
     let mut h_dry = Vec::new();
     for i in 0..N + 100 {
@@ -51,23 +53,6 @@ async fn latency(http: &Http, grpc: &mut ThawClient<tonic::transport::Channel>, 
         }
     }
     report(&format!("[{client}] HTTP DryRun (no VM)"), &mut h_dry);
-    let mut g_dry = Vec::new();
-    for i in 0..N + 100 {
-        let t0 = Instant::now();
-        grpc.invoke(proto::InvokeRequest {
-            function_name: "bench".into(),
-            qualifier: "1".into(),
-            payload: b"{}".to_vec(),
-            invocation_type: proto::InvocationType::DryRun.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        if i >= 100 {
-            g_dry.push(t0.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    report(&format!("[{client}] gRPC DryRun (no VM)"), &mut g_dry);
     let (mut h_total, mut h_over, mut handler) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..N + 100 {
         let t0 = Instant::now();
@@ -90,6 +75,35 @@ async fn latency(http: &Http, grpc: &mut ThawClient<tonic::transport::Channel>, 
         &format!("[{client}] handler duration (worker-measured)"),
         &mut handler,
     );
+    grpc_latency(grpc, client).await;
+}
+
+/// gRPC DryRun and warm invoke latency through any tonic transport.
+async fn grpc_latency<T>(grpc: &mut ThawClient<T>, client: &str)
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    const N: usize = 2000;
+    let mut g_dry = Vec::new();
+    for i in 0..N + 100 {
+        let t0 = Instant::now();
+        grpc.invoke(proto::InvokeRequest {
+            function_name: "bench".into(),
+            qualifier: "1".into(),
+            payload: b"{}".to_vec(),
+            invocation_type: proto::InvocationType::DryRun.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        if i >= 100 {
+            g_dry.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    report(&format!("[{client}] gRPC DryRun (no VM)"), &mut g_dry);
     let (mut g_total, mut g_over) = (Vec::new(), Vec::new());
     for i in 0..N + 100 {
         let t0 = Instant::now();
@@ -147,6 +161,16 @@ async fn bench_serve() {
     // client's own tasks hop between its threads), and from a single-threaded client
     // (one task, no hops: closer to what the server adds).
     latency(&http, &mut grpc, "2-thread client").await;
+    // The same 2-thread runtime without tonic's `Channel` (whose buffer task takes
+    // every call): a plain HTTP/2 client under the generated gRPC client.
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.set_nodelay(true);
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, tonic::body::Body>(tcp);
+    let origin: tonic::codegen::http::Uri = format!("http://{g}").parse().unwrap();
+    let mut direct = ThawClient::with_origin(h2, origin);
+    grpc_latency(&mut direct, "2-thread client, unbuffered h2").await;
     let (h2, g2) = (h.clone(), g.clone());
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
