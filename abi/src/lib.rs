@@ -197,6 +197,10 @@ pub struct NextMailbox {
     pub _pad: u32,
     /// Guest -> VMM: that response's length at [`layout::RESPONSE`].
     pub response_len: u64,
+    /// Guest -> VMM: bytes its allocator has handed out (the engine and the wasm
+    /// linear memory, which never shrinks): the runtime's memory use, for reports.
+    /// Untrusted: the VMM clamps it to the guest's RAM.
+    pub mem_used: u64,
 }
 
 /// `NextMailbox::response_flags`: a response is attached.

@@ -27,6 +27,9 @@ pub trait Backend: InstanceFactory<Instance: Sync> {
     ) -> impl Future<Output = Result<InvokeOutcome, WorkerError>> + Send;
     /// How `instance` was made.
     fn cold_start(&self, instance: &Self::Instance) -> ColdStart;
+    /// The most memory `instance`'s runtime has used so far, bytes (REPORT's
+    /// `Max Memory Used`).
+    fn max_memory_used(&self, instance: &Self::Instance) -> u64;
 }
 
 impl Backend for WorkerFactory {
@@ -55,5 +58,9 @@ impl Backend for WorkerFactory {
 
     fn cold_start(&self, instance: &Self::Instance) -> ColdStart {
         instance.cold_start()
+    }
+
+    fn max_memory_used(&self, instance: &Self::Instance) -> u64 {
+        instance.max_memory_used()
     }
 }

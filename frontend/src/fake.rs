@@ -9,6 +9,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thaw_scheduler::fake::{FakeFactory, FakeInstance};
+
+/// What a fake instance reports as its memory use (REPORT's Max Memory Used).
+pub const FAKE_MEMORY_USED: u64 = 7 << 20;
 use thaw_scheduler::{FactoryError, FunctionVersion, InstanceFactory, RestoreKind};
 use thaw_worker::factory::{ColdStart, StartKind};
 use thaw_worker::{FunctionSpec, InvokeOutcome, InvokeRequest, WorkerError};
@@ -131,7 +134,12 @@ impl Backend for FakeBackend {
             body,
             log,
             duration: t0.elapsed(),
+            max_memory_used: FAKE_MEMORY_USED,
         })
+    }
+
+    fn max_memory_used(&self, _instance: &FakeInstance) -> u64 {
+        FAKE_MEMORY_USED
     }
 
     fn cold_start(&self, _instance: &FakeInstance) -> ColdStart {

@@ -17,6 +17,8 @@ pub struct Record<'a> {
     pub function_log: &'a [u8],
     pub duration: Duration,
     pub memory_mb: u32,
+    /// The instance's peak memory use so far, bytes.
+    pub max_memory_used: u64,
     /// Set on the first invocation of a fresh on-demand instance.
     pub cold: Option<ColdStart>,
     /// Appended after the function's output (e.g. "Task timed out after 3.00 seconds").
@@ -48,7 +50,7 @@ pub fn render(r: &Record<'_>) -> String {
         ms(r.duration),
         ms(r.duration).ceil().max(1.0) as u64,
         r.memory_mb,
-        r.memory_mb,
+        r.max_memory_used.div_ceil(1 << 20),
     ));
     if let Some(c) = r.cold {
         let label = match c.kind {
@@ -101,6 +103,7 @@ mod tests {
             function_log: b"hi",
             duration: Duration::from_micros(1500),
             memory_mb: 512,
+            max_memory_used: (37 << 20) + 1,
             cold: Some(ColdStart {
                 kind: StartKind::Boot,
                 duration: Duration::from_millis(120),
@@ -109,7 +112,7 @@ mod tests {
         });
         assert!(text.starts_with("START RequestId: r1 Version: 1\nhi\nEND RequestId: r1\n"));
         assert!(text.contains(
-            "REPORT RequestId: r1\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 512 MB"
+            "REPORT RequestId: r1\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 512 MB\tMax Memory Used: 38 MB"
         ));
         assert!(text.trim_end().ends_with("Init Duration: 120.00 ms"));
         let long = "x".repeat(10_000) + "END";

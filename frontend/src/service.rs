@@ -268,6 +268,7 @@ impl<B: Backend> Service<B> {
             client_context: input.client_context,
         };
         let outcome = self.backend().invoke(lease.instance(), req).await;
+        let max_memory_used = self.backend().max_memory_used(lease.instance());
         lease.release(outcome.is_ok());
         let (body, function_error, log, duration, note, timeout) = match outcome {
             Ok(o) => (o.body, o.function_error, o.log, o.duration, None, false),
@@ -302,6 +303,7 @@ impl<B: Backend> Service<B> {
             function_log: &log,
             duration,
             memory_mb: cfg.memory_mb,
+            max_memory_used,
             cold,
             platform_note: note.as_deref(),
         });

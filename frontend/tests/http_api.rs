@@ -93,6 +93,12 @@ async fn lambda_http_api_end_to_end_on_the_fake_backend() {
         log.contains("REPORT RequestId: ") && log.contains("Restore Duration: "),
         "cold start reports its restore: {log}"
     );
+    // Max Memory Used is the instance's own figure, not the configured size.
+    let used = thaw_frontend::fake::FAKE_MEMORY_USED >> 20;
+    assert!(
+        log.contains(&format!("Memory Size: 512 MB\tMax Memory Used: {used} MB")),
+        "{log}"
+    );
     // The second invoke is warm: no Restore Duration.
     let r = http
         .invoke("hello", "{}", &[("x-amz-log-type", "Tail")])

@@ -62,7 +62,7 @@ pub fn queue_response(kind: ResponseKind, len: u64, truncated: bool) {
 pub fn next(log_len: u64) -> NextInvocation {
     // SAFETY: single-threaded, as in `queue_response`.
     let pending = unsafe { (*core::ptr::addr_of_mut!(PENDING)).take() };
-    let mut mb = NextMailbox { log_len, ..Default::default() };
+    let mut mb = NextMailbox { log_len, mem_used: crate::heap::used_bytes(), ..Default::default() };
     if let Some((kind, len, truncated)) = pending {
         mb.response_flags = NEXT_HAS_RESPONSE | if truncated { NEXT_RESPONSE_TRUNCATED } else { 0 };
         mb.response_kind = kind as u32;

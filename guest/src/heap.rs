@@ -17,3 +17,8 @@ pub fn init(start: u64, end: u64) {
         crate::hc::abort("heap range too small for the allocator");
     }
 }
+
+/// Bytes the allocator has handed out and not taken back.
+pub fn used_bytes() -> u64 {
+    ALLOCATOR.lock().get_counters().allocated_bytes as u64
+}

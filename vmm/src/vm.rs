@@ -70,6 +70,8 @@ pub struct Vm {
     log: Vec<u8>,
     /// The hypercall the vCPU is stopped in, if any.
     pending: Option<Hypercall>,
+    /// The most memory the guest reported in use (`NextMailbox::mem_used`, clamped).
+    guest_mem_peak: u64,
     dead: bool,
     tsc_khz: u64,
     avx: bool,
@@ -143,6 +145,7 @@ impl Vm {
             kicker: Kicker::default(),
             log: Vec::new(),
             pending: None,
+            guest_mem_peak: 0,
             dead: false,
             tsc_khz,
             avx,
@@ -175,6 +178,12 @@ impl Vm {
     /// A handle that can stop this VM's vCPU from another thread.
     pub fn kicker(&self) -> Kicker {
         self.kicker.clone()
+    }
+
+    /// The most memory the guest has reported in use since this VM was made (at each
+    /// `Next`; a guest-provided figure, clamped to guest RAM: for reports only).
+    pub fn guest_memory_peak(&self) -> u64 {
+        self.guest_mem_peak
     }
 
     /// The hypercall the vCPU is parked in.
@@ -425,6 +434,7 @@ impl Vm {
             Hypercall::Next => {
                 let m: NextMailbox = self.ram.read_obj(mb)?;
                 self.collect_log(m.log_len)?;
+                self.guest_mem_peak = self.guest_mem_peak.max(m.mem_used.min(self.ram.len()));
                 if m.response_flags & NEXT_HAS_RESPONSE != 0 {
                     // The guest is parked in `Next` with the last response attached:
                     // hand the response over; the guest waits for its next event.

@@ -333,4 +333,34 @@ fn test_mailbox_offsets_match_the_abi() {
     assert_eq!(&m.response_flags as *const _ as usize - base, 76);
     assert_eq!(&m.response_kind as *const _ as usize - base, 80);
     assert_eq!(&m.response_len as *const _ as usize - base, 88);
+    assert_eq!(&m.mem_used as *const _ as usize - base, 96);
+}
+
+#[test]
+fn test_reported_memory_use_is_clamped_to_guest_ram() {
+    if !kvm_or_skip("test_reported_memory_use_is_clamped_to_guest_ram") {
+        return;
+    }
+    // NextMailbox::mem_used @96: a plausible figure is kept (the peak), a wild one
+    // is cut to the guest's RAM.
+    let mb = Hypercall::Next.mailbox();
+    let code = Asm::default()
+        .store(mb + 96, 5 << 20)
+        .hypercall(Hypercall::Next)
+        .store(mb + 96, 3 << 20)
+        .hypercall(Hypercall::Next)
+        .store(mb + 96, u64::MAX)
+        .hypercall(Hypercall::Next)
+        .spin();
+    let mut vm = vm_with(code);
+    assert_eq!(vm.run().unwrap(), GuestEvent::Next);
+    assert_eq!(vm.guest_memory_peak(), 5 << 20);
+    assert_eq!(vm.run().unwrap(), GuestEvent::Next);
+    assert_eq!(
+        vm.guest_memory_peak(),
+        5 << 20,
+        "the peak, not the last figure"
+    );
+    assert_eq!(vm.run().unwrap(), GuestEvent::Next);
+    assert_eq!(vm.guest_memory_peak(), vm.ram().len());
 }

@@ -63,6 +63,14 @@ impl WorkerInstance {
     pub fn cold_start(&self) -> ColdStart {
         self.cold
     }
+
+    /// The most memory its runtime has used so far, bytes (see
+    /// `InvokeOutcome::max_memory_used`); known for a crashed instance too.
+    pub fn max_memory_used(&self) -> u64 {
+        self.vm
+            .lock()
+            .map_or(0, |instance| instance.vm().guest_memory_peak())
+    }
 }
 
 /// A version's specs, one per `AWS_LAMBDA_INITIALIZATION_TYPE`.

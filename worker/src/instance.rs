@@ -93,6 +93,10 @@ pub struct InvokeOutcome {
     pub body: Vec<u8>,
     pub log: Vec<u8>,
     pub duration: Duration,
+    /// The most memory the instance's runtime has used so far (engine + wasm linear
+    /// memory, as the guest reports it at each `Next`), bytes: Lambda's "Max Memory
+    /// Used".
+    pub max_memory_used: u64,
 }
 
 /// A booted (or restored) instance.
@@ -447,6 +451,7 @@ impl Instance {
             body,
             log,
             duration,
+            max_memory_used: self.vm.guest_memory_peak(),
         }))
     }
 

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import re
 import sys
 import time
 import zipfile
@@ -75,6 +76,10 @@ def main():
     assert r["ExecutedVersion"] == "$LATEST"
     log = base64.b64decode(r["LogResult"]).decode()
     assert "START RequestId:" in log and "END RequestId:" in log and "REPORT RequestId:" in log, log
+    # Max Memory Used is measured: some MB, less than the configured Memory Size.
+    used = int(re.search(r"Max Memory Used: (\d+) MB", log).group(1))
+    size = int(re.search(r"Memory Size: (\d+) MB", log).group(1))
+    assert 0 < used < size, log
     assert "hello from " + NAME in log, log
     print("tail log:\n" + log)
 
