@@ -14,8 +14,15 @@
 //!
 //! WASI preview 1 has no sockets, so these files stand in for the Lambda Runtime
 //! API's HTTP endpoints (same calls, same order, same bodies).
+//!
+//! `/tmp` is writable, as on Lambda: an in-memory tree ([`TmpFs`]) in the guest's
+//! heap, capped at [`TMP_LIMIT`] bytes. It lives in guest memory, so it persists
+//! across warm invocations and what init writes there is in the snapshot.
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use thaw_abi::{layout, ResponseKind, MAX_PAYLOAD};
 
 /// A file or directory in the tree.
@@ -176,3 +183,185 @@ impl Sink {
     }
 }
 
+
+/// The writable directory.
+pub const TMP_DIR: &str = "/tmp";
+/// Bytes of file data `/tmp` may hold (it shares the guest's RAM with the runtime).
+pub const TMP_LIMIT: usize = 64 << 20;
+
+/// A `/tmp` file's bytes, shared by its open handles.
+pub type TmpData = Rc<RefCell<Vec<u8>>>;
+
+/// Why a `/tmp` operation failed (mapped to WASI errnos by the caller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TmpError {
+    NotFound,
+    Exists,
+    NotDir,
+    IsDir,
+    NotEmpty,
+    Invalid,
+}
+
+/// The in-memory tree under `/tmp`: absolute, normalized paths.
+pub struct TmpFs {
+    files: BTreeMap<String, TmpData>,
+    dirs: BTreeSet<String>,
+}
+
+impl Default for TmpFs {
+    fn default() -> Self {
+        let mut dirs = BTreeSet::new();
+        dirs.insert(String::from(TMP_DIR));
+        Self { files: BTreeMap::new(), dirs }
+    }
+}
+
+/// The parent directory of an absolute path (`/` for top-level names).
+fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+impl TmpFs {
+    /// Whether `path` (absolute, normalized) lies in `/tmp`.
+    pub fn covers(path: &str) -> bool {
+        path == TMP_DIR || path.strip_prefix(TMP_DIR).is_some_and(|r| r.starts_with('/'))
+    }
+
+    /// The file at `path`.
+    pub fn file(&self, path: &str) -> Option<TmpData> {
+        self.files.get(path).cloned()
+    }
+
+    /// Whether `path` is a directory.
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.dirs.contains(path)
+    }
+
+    /// Bytes all files hold (call with no file borrowed mutably).
+    pub fn used(&self) -> usize {
+        self.files.values().map(|d| d.borrow().len()).sum()
+    }
+
+    /// Whether growing some file by `extra` bytes stays within [`TMP_LIMIT`].
+    pub fn has_room(&self, extra: usize) -> bool {
+        self.used().checked_add(extra).is_some_and(|n| n <= TMP_LIMIT)
+    }
+
+    fn check_new(&self, path: &str) -> Result<(), TmpError> {
+        if self.files.contains_key(path) || self.dirs.contains(path) {
+            return Err(TmpError::Exists);
+        }
+        let dir = parent(path);
+        if self.files.contains_key(dir) {
+            return Err(TmpError::NotDir);
+        }
+        if !self.dirs.contains(dir) {
+            return Err(TmpError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Creates an empty file.
+    pub fn create(&mut self, path: &str) -> Result<TmpData, TmpError> {
+        self.check_new(path)?;
+        let data: TmpData = Rc::new(RefCell::new(Vec::new()));
+        self.files.insert(String::from(path), data.clone());
+        Ok(data)
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(&mut self, path: &str) -> Result<(), TmpError> {
+        self.check_new(path)?;
+        self.dirs.insert(String::from(path));
+        Ok(())
+    }
+
+    /// Removes a file (open handles keep its bytes until they close).
+    pub fn unlink(&mut self, path: &str) -> Result<(), TmpError> {
+        if self.dirs.contains(path) {
+            return Err(TmpError::IsDir);
+        }
+        self.files.remove(path).map(drop).ok_or(TmpError::NotFound)
+    }
+
+    /// Removes an empty directory (never `/tmp` itself).
+    pub fn rmdir(&mut self, path: &str) -> Result<(), TmpError> {
+        if self.files.contains_key(path) {
+            return Err(TmpError::NotDir);
+        }
+        if !self.dirs.contains(path) {
+            return Err(TmpError::NotFound);
+        }
+        if path == TMP_DIR {
+            return Err(TmpError::Invalid);
+        }
+        if !self.list(path).is_empty() {
+            return Err(TmpError::NotEmpty);
+        }
+        self.dirs.remove(path);
+        Ok(())
+    }
+
+    /// Renames a file or directory (POSIX: a file replaces a file, a directory an
+    /// empty directory; a directory cannot move below itself).
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), TmpError> {
+        if from == to {
+            return if self.files.contains_key(from) || self.dirs.contains(from) { Ok(()) } else { Err(TmpError::NotFound) };
+        }
+        if from == TMP_DIR || to == TMP_DIR {
+            return Err(TmpError::Invalid);
+        }
+        let dir = parent(to);
+        if !self.dirs.contains(dir) {
+            return Err(if self.files.contains_key(dir) { TmpError::NotDir } else { TmpError::NotFound });
+        }
+        if let Some(data) = self.files.get(from).cloned() {
+            if self.dirs.contains(to) {
+                return Err(TmpError::IsDir);
+            }
+            self.files.remove(from);
+            self.files.insert(String::from(to), data);
+            return Ok(());
+        }
+        if !self.dirs.contains(from) {
+            return Err(TmpError::NotFound);
+        }
+        let below = |p: &str, d: &str| p.strip_prefix(d).is_some_and(|r| r.starts_with('/'));
+        if below(to, from) {
+            return Err(TmpError::Invalid);
+        }
+        if self.files.contains_key(to) {
+            return Err(TmpError::NotDir);
+        }
+        if self.dirs.contains(to) {
+            self.rmdir(to)?;
+        }
+        let moved = |p: &str| alloc::format!("{to}{}", &p[from.len()..]);
+        let dirs: Vec<String> = self.dirs.iter().filter(|d| *d == from || below(d, from)).cloned().collect();
+        for d in dirs {
+            self.dirs.remove(&d);
+            self.dirs.insert(moved(&d));
+        }
+        let files: Vec<String> = self.files.keys().filter(|f| below(f, from)).cloned().collect();
+        for f in files {
+            if let Some(data) = self.files.remove(&f) {
+                self.files.insert(moved(&f), data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Names directly inside directory `dir`, with whether each is a directory.
+    pub fn list(&self, dir: &str) -> Vec<(String, bool)> {
+        let prefix = alloc::format!("{dir}/");
+        let direct = |p: &String| p.strip_prefix(prefix.as_str()).filter(|r| !r.contains('/')).map(String::from);
+        let mut out: Vec<(String, bool)> = self.dirs.iter().filter_map(direct).map(|n| (n, true)).collect();
+        out.extend(self.files.keys().filter_map(direct).map(|n| (n, false)));
+        out.sort();
+        out
+    }
+}

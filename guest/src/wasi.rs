@@ -1,8 +1,9 @@
 //! WASI preview 1 for the guest: enough of `wasi_snapshot_preview1` for CPython.
-//! Files come from the read-only [`Tree`]; stdout/stderr go to the invocation log;
+//! Files come from the read-only [`Tree`] and the writable `/tmp` ([`TmpFs`]);
+//! stdout/stderr go to the invocation log;
 //! clocks come from the TSC; `random_get` from the reseeded CSPRNG. Every pointer
 //! the module passes is checked against its linear memory (bad ones get `EFAULT`).
-use crate::vfs::{normalize, Node, Sink, Special, Tree};
+use crate::vfs::{normalize, Node, Sink, Special, TmpData, TmpError, TmpFs, Tree};
 use alloc::string::String;
 use alloc::vec::Vec;
 use wasmtime::{Caller, Linker, Memory, StoreLimits};
@@ -16,7 +17,9 @@ mod errno {
     pub const INVAL: i32 = 28;
     pub const ISDIR: i32 = 31;
     pub const NOENT: i32 = 44;
+    pub const NOSPC: i32 = 51;
     pub const NOTDIR: i32 = 54;
+    pub const NOTEMPTY: i32 = 55;
     pub const NOTSUP: i32 = 58;
     pub const ROFS: i32 = 69;
     pub const SPIPE: i32 = 70;
@@ -27,11 +30,24 @@ const FILETYPE_DIR: u8 = 3;
 const FILETYPE_FILE: u8 = 4;
 const OFLAG_CREAT: i32 = 1;
 const OFLAG_DIRECTORY: i32 = 2;
+const OFLAG_EXCL: i32 = 4;
 const OFLAG_TRUNC: i32 = 8;
+const FDFLAG_APPEND: i32 = 1;
 const RIGHT_FD_WRITE: i64 = 1 << 6;
 
 /// Directories preopened for the module (fd 3, 4, ...).
-const PREOPENS: [&str; 3] = ["/var/task", "/var/runtime", crate::vfs::RUN_DIR];
+const PREOPENS: [&str; 4] = ["/var/task", "/var/runtime", crate::vfs::RUN_DIR, crate::vfs::TMP_DIR];
+
+fn tmp_errno(e: TmpError) -> i32 {
+    match e {
+        TmpError::NotFound => errno::NOENT,
+        TmpError::Exists => errno::EXIST,
+        TmpError::NotDir => errno::NOTDIR,
+        TmpError::IsDir => errno::ISDIR,
+        TmpError::NotEmpty => errno::NOTEMPTY,
+        TmpError::Invalid => errno::INVAL,
+    }
+}
 
 /// An open file descriptor.
 enum Handle {
@@ -40,6 +56,8 @@ enum Handle {
     Dir(String),
     File { data: &'static [u8], pos: u64 },
     Sink(Sink),
+    /// A `/tmp` file.
+    Tmp { data: TmpData, pos: u64, append: bool },
 }
 
 /// Raised by `proc_exit` to unwind out of the module.
@@ -59,6 +77,7 @@ pub struct Ctx {
     pub memory: Option<Memory>,
     pub limits: StoreLimits,
     tree: Tree,
+    tmp: TmpFs,
     fds: Vec<Option<Handle>>,
     args: Vec<Vec<u8>>,
     env: Vec<Vec<u8>>,
@@ -71,7 +90,7 @@ impl Ctx {
     pub fn new(tree: Tree, args: Vec<Vec<u8>>, env: Vec<Vec<u8>>, limits: StoreLimits) -> Self {
         let mut fds = alloc::vec![Some(Handle::Stdin), Some(Handle::Log), Some(Handle::Log)];
         fds.extend(PREOPENS.iter().map(|p| Some(Handle::Dir(String::from(*p)))));
-        Self { memory: None, limits, tree, fds, args, env, current: (0, 0) }
+        Self { memory: None, limits, tree, tmp: TmpFs::default(), fds, args, env, current: (0, 0) }
     }
 
     fn handle(&mut self, fd: i32) -> Result<&mut Handle, i32> {
@@ -184,9 +203,56 @@ fn resolve(mem: &Mem<'_>, ctx: &mut Ctx, dirfd: i32, ptr: i32, len: i32) -> Resu
     normalize(&base, rel).ok_or(errno::NOENT)
 }
 
+/// Whether `path` names anything.
+fn exists(ctx: &Ctx, path: &str) -> bool {
+    if TmpFs::covers(path) {
+        return ctx.tmp.is_dir(path) || ctx.tmp.file(path).is_some();
+    }
+    ctx.tree.lookup(path).is_some()
+}
+
+/// Opens (or creates) `path` in `/tmp`.
+fn open_tmp(ctx: &mut Ctx, path: String, oflags: i32, fdflags: i32, write: bool) -> Result<Handle, i32> {
+    if ctx.tmp.is_dir(&path) {
+        return if write { Err(errno::ISDIR) } else { Ok(Handle::Dir(path)) };
+    }
+    if oflags & OFLAG_DIRECTORY != 0 {
+        return Err(if ctx.tmp.file(&path).is_some() { errno::NOTDIR } else { errno::NOENT });
+    }
+    let data = match ctx.tmp.file(&path) {
+        Some(_) if oflags & OFLAG_CREAT != 0 && oflags & OFLAG_EXCL != 0 => return Err(errno::EXIST),
+        Some(data) => data,
+        None if oflags & OFLAG_CREAT != 0 => ctx.tmp.create(&path).map_err(tmp_errno)?,
+        None => return Err(errno::NOENT),
+    };
+    if oflags & OFLAG_TRUNC != 0 {
+        data.borrow_mut().clear();
+    }
+    Ok(Handle::Tmp { data, pos: 0, append: fdflags & FDFLAG_APPEND != 0 })
+}
+
+/// Writes `bytes` into a `/tmp` file at `at`, zero-filling any gap, within the limit.
+fn write_tmp(tmp: &TmpFs, data: &TmpData, at: u64, bytes: &[u8]) -> Result<u64, i32> {
+    let at = usize::try_from(at).map_err(|_| errno::NOSPC)?;
+    let end = at.checked_add(bytes.len()).ok_or(errno::NOSPC)?;
+    let len = data.borrow().len();
+    if end > len && !tmp.has_room(end - len) {
+        return Err(errno::NOSPC);
+    }
+    let mut d = data.borrow_mut();
+    if end > d.len() {
+        d.resize(end, 0);
+    }
+    d[at..end].copy_from_slice(bytes);
+    Ok(end as u64)
+}
+
 /// Opens `path`; the special files act on open (see `vfs`).
-fn open(ctx: &mut Ctx, path: String, oflags: i32, rights: i64) -> Result<Handle, i32> {
+fn open(ctx: &mut Ctx, path: String, oflags: i32, fdflags: i32, rights: i64) -> Result<Handle, i32> {
     let write = rights & RIGHT_FD_WRITE != 0 || oflags & (OFLAG_CREAT | OFLAG_TRUNC) != 0;
+    if TmpFs::covers(&path) {
+        return open_tmp(ctx, path, oflags, fdflags, write);
+    }
     match ctx.tree.lookup(&path) {
         Some(Node::Special(s)) => {
             if let Some(kind) = s.response_kind() {
@@ -321,9 +387,19 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             let mut total = 0u32;
             for (p, len) in m.iovecs(iovs, n)? {
                 let data = m.bytes(p, len)?;
-                match ctx.handle(fd)? {
+                let Ctx { fds, tmp, .. } = &mut *ctx;
+                match fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)? {
                     Handle::Log => crate::log::write(data),
                     Handle::Sink(s) => s.write(data),
+                    Handle::Tmp { data: file, pos, append } => {
+                        let at = if *append { file.borrow().len() as u64 } else { *pos };
+                        match write_tmp(tmp, file, at, data) {
+                            Ok(end) => *pos = end,
+                            // A partial write reports what went in; the next one fails.
+                            Err(e) if total == 0 => return Err(e),
+                            Err(_) => break,
+                        }
+                    }
                     Handle::Dir(_) => return Err(errno::ISDIR),
                     _ => return Err(errno::BADF),
                 }
@@ -363,6 +439,17 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                     *pos = new as u64;
                     new as u64
                 }
+                Handle::Tmp { data, pos, .. } => {
+                    let base = match whence {
+                        0 => 0i64,
+                        1 => *pos as i64,
+                        2 => data.borrow().len() as i64,
+                        _ => return Err(errno::INVAL),
+                    };
+                    let new = base.checked_add(off).filter(|p| *p >= 0).ok_or(errno::INVAL)?;
+                    *pos = new as u64;
+                    new as u64
+                }
                 Handle::Sink(s) => s.len,
                 Handle::Dir(_) => return Err(errno::ISDIR),
                 _ => return Err(errno::SPIPE),
@@ -373,7 +460,7 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     linker.func_wrap(M, "fd_tell", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
         code(with(&mut c, |m, ctx| {
             let pos = match ctx.handle(fd)? {
-                Handle::File { pos, .. } => *pos,
+                Handle::File { pos, .. } | Handle::Tmp { pos, .. } => *pos,
                 Handle::Sink(s) => s.len,
                 _ => return Err(errno::SPIPE),
             };
@@ -385,17 +472,23 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             let (ty, rights) = match ctx.handle(fd)? {
                 Handle::Stdin | Handle::Log => (FILETYPE_CHAR, u64::MAX),
                 Handle::Dir(_) => (FILETYPE_DIR, u64::MAX),
-                Handle::File { .. } | Handle::Sink(_) => (FILETYPE_FILE, u64::MAX),
+                Handle::File { .. } | Handle::Sink(_) | Handle::Tmp { .. } => (FILETYPE_FILE, u64::MAX),
             };
+            let append = matches!(ctx.handle(fd)?, Handle::Tmp { append: true, .. });
             let mut st = [0u8; 24];
             st[0] = ty;
+            st[2] = u8::from(append);
             st[8..16].copy_from_slice(&rights.to_le_bytes());
             st[16..24].copy_from_slice(&rights.to_le_bytes());
             m.put(out, &st)
         }))
     })?;
-    linker.func_wrap(M, "fd_fdstat_set_flags", |mut c: Caller<'_, Ctx>, fd: i32, _f: i32| {
-        code(c.data_mut().handle(fd).map(|_| ()))
+    linker.func_wrap(M, "fd_fdstat_set_flags", |mut c: Caller<'_, Ctx>, fd: i32, flags: i32| {
+        code(c.data_mut().handle(fd).map(|h| {
+            if let Handle::Tmp { append, .. } = h {
+                *append = flags & FDFLAG_APPEND != 0;
+            }
+        }))
     })?;
     linker.func_wrap(M, "fd_filestat_get", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
         code(with(&mut c, |m, ctx| {
@@ -404,6 +497,7 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 Handle::Dir(p) => (FILETYPE_DIR, 0, inode(p)),
                 Handle::File { data, .. } => (FILETYPE_FILE, data.len() as u64, data.as_ptr() as u64),
                 Handle::Sink(s) => (FILETYPE_FILE, s.len, 1),
+                Handle::Tmp { data, .. } => (FILETYPE_FILE, data.borrow().len() as u64, data.as_ptr() as u64),
             };
             filestat(m, out, ty, size, ino)
         }))
@@ -426,20 +520,69 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         code(with(&mut c, |m, ctx| readdir(m, ctx, fd, buf, len, cookie as u64, out)))
     })?;
     linker.func_wrap(M, "fd_advise", |_: i32, _: i64, _: i64, _: i32| errno::SUCCESS)?;
-    linker.func_wrap(M, "fd_allocate", |_: i32, _: i64, _: i64| errno::ROFS)?;
+    linker.func_wrap(M, "fd_allocate", |mut c: Caller<'_, Ctx>, fd: i32, off: i64, len: i64| {
+        let size = (off as u64).checked_add(len as u64);
+        code(tmp_resize(c.data_mut(), fd, size, true))
+    })?;
     linker.func_wrap(M, "fd_datasync", |_: i32| errno::SUCCESS)?;
     linker.func_wrap(M, "fd_sync", |_: i32| errno::SUCCESS)?;
-    linker.func_wrap(M, "fd_filestat_set_size", |_: i32, _: i64| errno::ROFS)?;
-    linker.func_wrap(M, "fd_filestat_set_times", |_: i32, _: i64, _: i64, _: i32| errno::ROFS)?;
-    linker.func_wrap(M, "fd_pwrite", |_: i32, _: i32, _: i32, _: i64, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "fd_filestat_set_size", |mut c: Caller<'_, Ctx>, fd: i32, size: i64| {
+        code(tmp_resize(c.data_mut(), fd, Some(size as u64), false))
+    })?;
+    linker.func_wrap(M, "fd_filestat_set_times", |mut c: Caller<'_, Ctx>, fd: i32, _: i64, _: i64, _: i32| {
+        code(match c.data_mut().handle(fd) {
+            Ok(Handle::Tmp { .. } | Handle::Dir(_)) => Ok(()),
+            Ok(_) => Err(errno::ROFS),
+            Err(e) => Err(e),
+        })
+    })?;
+    linker.func_wrap(M, "fd_pwrite", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+        code(with(&mut c, |m, ctx| {
+            let Ctx { fds, tmp, .. } = &mut *ctx;
+            let Handle::Tmp { data: file, .. } = fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)? else {
+                return Err(errno::ROFS);
+            };
+            let mut at = off as u64;
+            let mut total = 0u32;
+            for (p, len) in m.iovecs(iovs, n)? {
+                at = write_tmp(tmp, file, at, m.bytes(p, len)?)?;
+                total += len as u32;
+            }
+            m.put_u32(out, total)
+        }))
+    })?;
+    Ok(())
+}
+
+/// Sets a `/tmp` file's size (`grow_only`: `fd_allocate`, which never shrinks).
+fn tmp_resize(ctx: &mut Ctx, fd: i32, size: Option<u64>, grow_only: bool) -> Result<(), i32> {
+    let Ctx { fds, tmp, .. } = ctx;
+    let Handle::Tmp { data, .. } = fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)? else {
+        return Err(errno::ROFS);
+    };
+    let size = size.and_then(|s| usize::try_from(s).ok()).ok_or(errno::NOSPC)?;
+    let len = data.borrow().len();
+    if size > len && !tmp.has_room(size - len) {
+        return Err(errno::NOSPC);
+    }
+    if size > len || !grow_only {
+        data.borrow_mut().resize(size, 0);
+    }
     Ok(())
 }
 
 fn read(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, iovs: i32, n: i32, at: Option<u64>, out: i32) -> Result<(), i32> {
     let iov = m.iovecs(iovs, n)?;
-    let (data, pos) = match ctx.handle(fd)? {
+    let file;
+    let borrowed;
+    let (data, pos): (&[u8], &mut u64) = match ctx.handle(fd)? {
         Handle::Stdin => return m.put_u32(out, 0),
         Handle::File { data, pos } => (*data, pos),
+        Handle::Tmp { data, pos, .. } => {
+            file = data.clone();
+            borrowed = file.borrow();
+            (&borrowed[..], pos)
+        }
         Handle::Dir(_) => return Err(errno::ISDIR),
         _ => return Err(errno::BADF),
     };
@@ -465,7 +608,14 @@ fn readdir(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, buf: i32, len: i32, cookie: 
     let Handle::Dir(dir) = ctx.handle(fd)? else { return Err(errno::NOTDIR) };
     let dir = dir.clone();
     let mut entries = alloc::vec![(String::from("."), true), (String::from(".."), true)];
-    entries.extend(ctx.tree.list(&dir));
+    if TmpFs::covers(&dir) {
+        entries.extend(ctx.tmp.list(&dir));
+    } else {
+        entries.extend(ctx.tree.list(&dir));
+        if dir == "/" {
+            entries.push((String::from("tmp"), true));
+        }
+    }
     let mut bytes = Vec::new();
     for (i, (name, is_dir)) in entries.iter().enumerate().skip(cookie as usize) {
         let mut ent = [0u8; 24];
@@ -484,18 +634,34 @@ fn readdir(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, buf: i32, len: i32, cookie: 
     m.put_u32(out, n as u32)
 }
 
+/// Runs a `/tmp` tree operation on a path; elsewhere the tree is read-only.
+fn tmp_op(
+    m: &Mem<'_>,
+    ctx: &mut Ctx,
+    dirfd: i32,
+    p: i32,
+    pl: i32,
+    op: fn(&mut TmpFs, &str) -> Result<(), TmpError>,
+) -> Result<(), i32> {
+    let path = resolve(m, ctx, dirfd, p, pl)?;
+    if TmpFs::covers(&path) {
+        return op(&mut ctx.tmp, &path).map_err(tmp_errno);
+    }
+    Err(if exists(ctx, &path) { errno::ROFS } else { errno::NOENT })
+}
+
 fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     const M: &str = "wasi_snapshot_preview1";
     linker.func_wrap(
         M,
         "path_open",
-        |mut c: Caller<'_, Ctx>, dirfd: i32, _lf: i32, p: i32, pl: i32, oflags: i32, rights: i64, _ri: i64, _fl: i32, out: i32| {
+        |mut c: Caller<'_, Ctx>, dirfd: i32, _lf: i32, p: i32, pl: i32, oflags: i32, rights: i64, _ri: i64, fdflags: i32, out: i32| {
             code(with(&mut c, |m, ctx| {
                 let path = resolve(m, ctx, dirfd, p, pl)?;
-                if oflags & 4 != 0 && ctx.tree.lookup(&path).is_some() {
+                if oflags & OFLAG_CREAT != 0 && oflags & OFLAG_EXCL != 0 && exists(ctx, &path) {
                     return Err(errno::EXIST);
                 }
-                let h = open(ctx, path, oflags, rights)?;
+                let h = open(ctx, path, oflags, fdflags, rights)?;
                 let fd = ctx.insert(h);
                 m.put_u32(out, fd as u32)
             }))
@@ -504,6 +670,14 @@ fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     linker.func_wrap(M, "path_filestat_get", |mut c: Caller<'_, Ctx>, dirfd: i32, _f: i32, p: i32, pl: i32, out: i32| {
         code(with(&mut c, |m, ctx| {
             let path = resolve(m, ctx, dirfd, p, pl)?;
+            if TmpFs::covers(&path) {
+                if ctx.tmp.is_dir(&path) {
+                    return filestat(m, out, FILETYPE_DIR, 0, inode(&path));
+                }
+                let data = ctx.tmp.file(&path).ok_or(errno::NOENT)?;
+                let size = data.borrow().len() as u64;
+                return filestat(m, out, FILETYPE_FILE, size, data.as_ptr() as u64);
+            }
             match ctx.tree.lookup(&path) {
                 Some(Node::File(d)) => filestat(m, out, FILETYPE_FILE, d.len() as u64, inode(&path)),
                 Some(Node::Dir) => filestat(m, out, FILETYPE_DIR, 0, inode(&path)),
@@ -515,15 +689,46 @@ fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     linker.func_wrap(M, "path_readlink", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32, _b: i32, _bl: i32, _o: i32| {
         code(with(&mut c, |m, ctx| {
             let path = resolve(m, ctx, dirfd, p, pl)?;
-            Err(if ctx.tree.lookup(&path).is_some() { errno::INVAL } else { errno::NOENT })
+            Err(if exists(ctx, &path) { errno::INVAL } else { errno::NOENT })
         }))
     })?;
-    linker.func_wrap(M, "path_create_directory", |_: i32, _: i32, _: i32| errno::ROFS)?;
-    linker.func_wrap(M, "path_remove_directory", |_: i32, _: i32, _: i32| errno::ROFS)?;
-    linker.func_wrap(M, "path_unlink_file", |_: i32, _: i32, _: i32| errno::ROFS)?;
-    linker.func_wrap(M, "path_filestat_set_times", |_: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32| errno::ROFS)?;
-    linker.func_wrap(M, "path_link", |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS)?;
-    linker.func_wrap(M, "path_rename", |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS)?;
+    linker.func_wrap(M, "path_create_directory", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
+        code(with(&mut c, |m, ctx| tmp_op(m, ctx, dirfd, p, pl, TmpFs::mkdir)))
+    })?;
+    linker.func_wrap(M, "path_remove_directory", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
+        code(with(&mut c, |m, ctx| tmp_op(m, ctx, dirfd, p, pl, TmpFs::rmdir)))
+    })?;
+    linker.func_wrap(M, "path_unlink_file", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
+        code(with(&mut c, |m, ctx| tmp_op(m, ctx, dirfd, p, pl, TmpFs::unlink)))
+    })?;
+    linker.func_wrap(
+        M,
+        "path_filestat_set_times",
+        |mut c: Caller<'_, Ctx>, dirfd: i32, _f: i32, p: i32, pl: i32, _: i64, _: i64, _: i32| {
+            code(with(&mut c, |m, ctx| {
+                let path = resolve(m, ctx, dirfd, p, pl)?;
+                match (TmpFs::covers(&path), exists(ctx, &path)) {
+                    (_, false) => Err(errno::NOENT),
+                    (true, true) => Ok(()),
+                    (false, true) => Err(errno::ROFS),
+                }
+            }))
+        },
+    )?;
+    linker.func_wrap(M, "path_link", |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::NOTSUP)?;
+    linker.func_wrap(M, "path_rename", |mut c: Caller<'_, Ctx>, fd: i32, p: i32, pl: i32, fd2: i32, p2: i32, pl2: i32| {
+        code(with(&mut c, |m, ctx| {
+            let from = resolve(m, ctx, fd, p, pl)?;
+            let to = resolve(m, ctx, fd2, p2, pl2)?;
+            match (TmpFs::covers(&from), TmpFs::covers(&to)) {
+                (true, true) => ctx.tmp.rename(&from, &to).map_err(tmp_errno),
+                (true, false) | (false, true) if !exists(ctx, &from) => Err(errno::NOENT),
+                // Across file systems, as rename(2) would say.
+                (true, false) | (false, true) => Err(18),
+                (false, false) => Err(if exists(ctx, &from) { errno::ROFS } else { errno::NOENT }),
+            }
+        }))
+    })?;
     linker.func_wrap(M, "path_symlink", |_: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS)?;
     Ok(())
 }

@@ -12,3 +12,4 @@ mod memory;
 mod payloads;
 mod snapshots;
 mod timeout;
+mod tmp;
