@@ -146,7 +146,9 @@ fn run_scenario(
             for i in 0..cfg.warmup + cfg.iterations {
                 match scenario::measure_restore(ctx, id, m) {
                     Ok(s) if i >= cfg.warmup => samples.push(s),
-                    Ok(_) => {}
+                    // A warm-up restore may start building the runtime's module
+                    // image in the background: measure the steady state after it.
+                    Ok(_) => ctx.worker.wait_module_images(),
                     Err(e) => {
                         errors.push(format!("iteration {i}: {e:#}"));
                         streak += 1;

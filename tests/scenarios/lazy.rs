@@ -19,6 +19,14 @@ def handler(event, context):
     return {"count": COUNT, "entries": len(TABLE), "echo": event}
 "#;
 
+/// The chunk indices (2 MiB chunks) of the runtime's module image in guest memory.
+fn module_chunks() -> std::ops::Range<u32> {
+    let lo = thaw_abi::layout::IMAGES;
+    let hi =
+        (lo + thaw_tests::runtime().module.bytes.len() as u64).next_multiple_of(thaw_abi::PAGE_2M);
+    (lo / thaw_abi::PAGE_2M) as u32..(hi / thaw_abi::PAGE_2M) as u32
+}
+
 #[test]
 fn test_lazy_modes_answer_like_a_cold_boot() {
     if !kvm_or_skip("test_lazy_modes_answer_like_a_cold_boot") {
@@ -70,16 +78,70 @@ fn test_prefetch_records_the_working_set_then_avoids_faults() {
         .clone()
         .expect("working set stored with the snapshot");
     assert!(!ws.is_empty());
-    // Later restores install it in bulk while the vCPU runs: most blocks arrive by
-    // prefetch, only the ones the vCPU reaches first are installed by their fault
-    // (a fault on a block already in flight just waits for it: EEXIST).
+    // Later restores install it in bulk before the vCPU runs, minus the module
+    // chunks, which come from the runtime's shared module image once it is built
+    // (the first restore started building it).
+    w.wait_module_images();
+    let module = module_chunks();
+    let paged = ws.iter().filter(|c| !module.contains(c)).count() as u64;
     let (mut again, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
     invoke(&mut again, &serde_json::json!({}));
     let stats = again.pager_stats().unwrap();
-    assert!(stats.prefetch_blocks >= ws.len() as u64 / 2, "{stats:?}");
+    assert!(stats.prefetch_blocks >= paged / 2, "{stats:?} of {paged}");
     assert!(
         stats.fault_blocks < recorded,
         "prefetch should take over from faults: {stats:?} vs {recorded}"
+    );
+}
+
+#[test]
+fn test_working_sets_include_the_module_chunks_the_function_uses() {
+    if !kvm_or_skip("test_working_sets_include_the_module_chunks_the_function_uses") {
+        return;
+    }
+    // A fresh worker has no module image yet: its first restore pages the module
+    // region in through the pager (and starts building the image). Once the image is
+    // built, restores map it and no module page faults into the pager; a recording
+    // restore then reads the module chunks it used off the page tables. Either way
+    // the working set holds them, so a process without the image prefetches them.
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), StoreOptions::default());
+    let module = module_chunks();
+    let mut found = Vec::new();
+    for (name, image_built) in [("ws-paged", false), ("ws-mapped", true)] {
+        if image_built {
+            w.wait_module_images();
+        }
+        let (id, _) = w.snapshot(&spec(name, COUNTER)).unwrap();
+        let snap = w.open_snapshot(&id, None).unwrap();
+        let (mut inst, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+        assert_eq!(
+            body_json(&invoke(&mut inst, &serde_json::json!({})))["count"],
+            1
+        );
+        let faulted_in_module = inst.pager_stats().unwrap().fault_blocks;
+        let ws = w
+            .open_snapshot(&id, None)
+            .unwrap()
+            .manifest
+            .working_set
+            .expect("recorded");
+        let n = ws.iter().filter(|c| module.contains(c)).count();
+        eprintln!(
+            "{name}: {n} of {} module chunks in a working set of {} ({faulted_in_module} faults)",
+            module.len(),
+            ws.len()
+        );
+        assert!(
+            n >= 4 && n < module.len(),
+            "{name}: {n} module chunks in {ws:?}"
+        );
+        found.push(n);
+    }
+    // The same runtime and handler use about the same module chunks both ways.
+    assert!(
+        found[1] * 2 >= found[0] && found[0] * 2 >= found[1],
+        "{found:?}"
     );
 }
 
@@ -123,9 +185,10 @@ fn test_unservable_page_ends_the_vm_with_a_clear_error() {
     let w = uncached_worker(dir.path());
     let (id, _) = w.snapshot(&spec("badpage", COUNTER)).unwrap();
     let snap = w.open_snapshot(&id, None).unwrap();
-    // Corrupt every chunk the guest pages in lazily: all but the VMM's own areas
-    // and the runtime's module image, which a restore installs (and verifies) up
-    // front, so damage there fails the restore instead (clean, before any run).
+    // Corrupt every chunk the guest pages in lazily, except the VMM's own areas
+    // (a restore installs and verifies them up front: damage there fails the
+    // restore, clean, before any run) and the runtime's module image (covered by
+    // `test_corrupt_module_chunk_fails_cleanly`).
     let vmm_lo = thaw_abi::layout::BOOT_INFO;
     let vmm_hi = thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE;
     let module_lo = thaw_abi::layout::IMAGES;

@@ -113,6 +113,12 @@ impl Worker {
         }
     }
 
+    /// Blocks until no module image is being built in the background (the steady
+    /// state of a running service; benchmarks and tests wait for it).
+    pub fn wait_module_images(&self) {
+        self.lazy.modules.wait_built();
+    }
+
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }

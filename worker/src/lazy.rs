@@ -6,15 +6,19 @@
 //! Restore steps (`lazy_restore`):
 //! 1. Map guest RAM: hugetlbfs (2 MiB pages: ~50x cheaper first touch here) when
 //!    enough huge pages are free, else anonymous 4 KiB memory with a warning; in
-//!    `shared` mode a private mapping of the snapshot's shared image.
+//!    `shared` mode a private mapping of the snapshot's shared image. In the uffd
+//!    modes the runtime's module region is mapped from one shared hugetlbfs image
+//!    per runtime once that is built (built in the background after the first
+//!    restore of a process; until then the module is paged in like the rest).
 //! 2. Start this VM's pager over it, recording touched chunks when the snapshot
-//!    has no working set yet.
-//! 3. Install the chunks the VMM itself reads and writes (boot info, mailboxes,
-//!    log, request and response areas) before the pager registers the range, so
-//!    a corrupt chunk or a lack of memory there fails the restore cleanly instead
-//!    of faulting the host.
-//! 4. `uffd+prefetch`: install the recorded working set in bulk (minus the
-//!    module image, which clones map from one shared hugetlbfs image).
+//!    has no working set yet (plus, read off the page tables after the first
+//!    response, the module chunks the guest used through the shared image).
+//! 3. Read ahead every chunk steps 3-4 install; install the chunks the VMM itself
+//!    reads and writes (boot info, mailboxes, log, request and response areas)
+//!    before the pager registers the range, so a corrupt chunk or a lack of
+//!    memory there fails the restore cleanly instead of faulting the host.
+//! 4. `uffd+prefetch`: install the recorded working set in bulk on every core
+//!    (minus the module chunks when the shared image is mapped).
 //! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
 use crate::error::WorkerError;
 use crate::restore::{MemoryMode, OpenedSnapshot};
@@ -118,13 +122,44 @@ pub struct LazyMemory {
     /// Where to store the working set after the first response, when recording.
     pub record_to: Option<(Store, SnapshotId)>,
     pub mode: MemoryMode,
+    /// When recording with the module image mapped: where the module region is in
+    /// host memory and its first chunk index. Its pages never fault into the pager,
+    /// so the chunks the guest used there are read off the page tables instead.
+    pub module_probe: Option<ModuleProbe>,
+}
+
+/// The module region of a recording restore (see [`LazyMemory::module_probe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleProbe {
+    pub addr: thaw_pager::HostAddr,
+    pub len: usize,
+    pub first_chunk: u32,
+    pub chunk_size: usize,
 }
 
 impl LazyMemory {
-    /// After the first response: store the recorded working set (first restore only).
+    /// After the first response: store the recorded working set (first restore
+    /// only): the chunks faults touched, then the module chunks the guest used. A
+    /// restore in a process without the module image yet prefetches all of them.
     pub fn first_response_done(&mut self) {
         if let Some((store, id)) = self.record_to.take() {
-            let ws = self.handle.take_working_set();
+            let mut ws = self.handle.take_working_set();
+            if let Some(p) = self.module_probe {
+                match thaw_pager::present_blocks(p.addr, p.len, p.chunk_size) {
+                    Ok(present) => {
+                        let used = present.iter().enumerate().filter(|(_, &t)| t);
+                        let module: Vec<u32> =
+                            used.map(|(i, _)| p.first_chunk + i as u32).collect();
+                        ws.extend(
+                            module
+                                .into_iter()
+                                .filter(|c| !ws.contains(c))
+                                .collect::<Vec<_>>(),
+                        );
+                    }
+                    Err(e) => eprintln!("thaw: reading which module pages {id} used: {e}"),
+                }
+            }
             if let Err(e) = store.set_working_set(&id, &ws) {
                 eprintln!("thaw: storing the working set of {id}: {e}");
             }
@@ -158,43 +193,95 @@ impl SharedImages {
 /// restored clone whose snapshot holds the same chunks there (one runtime = one
 /// image): the module is read-only after load, so clones map it privately and
 /// read it for free instead of each copying ~60 MiB through the pager.
+///
+/// An image is built on a background thread the first time a restore asks for it;
+/// restores before it is ready page the module region in like the rest of memory
+/// (the working set includes the module chunks the function uses), so the first
+/// restore in a fresh process does not wait for 60 MiB to be read and decompressed.
 #[derive(Debug, Default)]
-pub struct ModuleImages(Mutex<HashMap<Vec<Option<ChunkId>>, Arc<thaw_pager::HugeMemfd>>>);
+pub struct ModuleImages(Mutex<HashMap<Vec<Option<ChunkId>>, ModuleImage>>);
+
+#[derive(Debug)]
+enum ModuleImage {
+    Building,
+    Ready(Arc<thaw_pager::HugeMemfd>),
+    /// The build failed (no huge pages, a bad chunk): restores page the module in.
+    Failed,
+}
 
 impl ModuleImages {
-    /// The image for `chunks` (a 2 MiB-aligned run of the snapshot), built on first
-    /// use; `None` when no huge pages are free (the caller pages it in instead).
-    fn get(
-        &self,
-        store: &Store,
-        snap: &OpenedSnapshot,
-        chunks: &[Option<ChunkId>],
-    ) -> Result<Option<Arc<thaw_pager::HugeMemfd>>, WorkerError> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(img) = map.get(chunks) {
-            return Ok(Some(img.clone()));
+    /// The image for `chunks` (a 2 MiB-aligned run of the snapshot), if it is built.
+    fn ready(&self, chunks: &[Option<ChunkId>]) -> Option<Arc<thaw_pager::HugeMemfd>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(chunks) {
+            Some(ModuleImage::Ready(img)) => Some(img.clone()),
+            _ => None,
         }
-        let cs = snap.manifest.chunk_size as usize;
-        let Ok(mut img) = thaw_pager::HugeMemfd::create(chunks.len() * cs) else {
-            return Ok(None);
+    }
+
+    /// Starts building the image for `chunks` on a background thread, unless it is
+    /// built, being built or failed before. Called once a restore is done with the
+    /// CPU, so the build does not slow it down.
+    fn build_in_background(
+        self: &Arc<Self>,
+        store: &Store,
+        chunks: &[Option<ChunkId>],
+        chunk_size: usize,
+    ) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(chunks) {
+            return;
+        }
+        map.insert(chunks.to_vec(), ModuleImage::Building);
+        let (images, store, key) = (Arc::downgrade(self), store.clone(), chunks.to_vec());
+        let spawned = std::thread::Builder::new()
+            .name("thaw-module-image".into())
+            .spawn(move || {
+                let built = Self::build(&store, &key, chunk_size);
+                if let Some(images) = images.upgrade() {
+                    let mut map = images.0.lock().unwrap_or_else(|e| e.into_inner());
+                    map.insert(key, built.map_or(ModuleImage::Failed, ModuleImage::Ready));
+                }
+            });
+        if spawned.is_err() {
+            map.insert(chunks.to_vec(), ModuleImage::Failed);
+        }
+    }
+
+    /// Waits until no image is being built (tests and benchmarks that want the
+    /// steady state).
+    pub fn wait_built(&self) {
+        let building = || {
+            let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.values().any(|m| matches!(m, ModuleImage::Building))
         };
-        // All disk reads at once; then each chunk decompressed straight into the
-        // image (no buffer, no copy, not cached: the image is the cache), on every
-        // core. All-zero chunks stay untouched (hugetlbfs pages start zeroed).
+        while building() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Reads every chunk of the run into a new hugetlbfs image: the disk reads all
+    /// at once, then each chunk decompressed straight into the image (no buffer, no
+    /// copy, not cached: the image is the cache), on one thread (restores keep the
+    /// other cores). All-zero chunks stay untouched (hugetlbfs pages start zeroed).
+    fn build(
+        store: &Store,
+        chunks: &[Option<ChunkId>],
+        cs: usize,
+    ) -> Option<Arc<thaw_pager::HugeMemfd>> {
+        let mut img = thaw_pager::HugeMemfd::create(chunks.len() * cs).ok()?;
         store.readahead(chunks.iter().flatten());
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        img.fill_parallel(cs, threads, |i, dst| {
-            let Some(Some(id)) = chunks.get(i) else {
-                return Ok(());
-            };
-            store
-                .read_chunk_into_uncached(id, dst)
-                .map(drop)
-                .map_err(|e| crate::restore::corrupt(store, &snap.manifest, e))
-        })?;
-        let img = Arc::new(img);
-        map.insert(chunks.to_vec(), img.clone());
-        Ok(Some(img))
+        let filled = img.fill_parallel(cs, 1, |i, dst| match chunks.get(i) {
+            Some(Some(id)) => store.read_chunk_into_uncached(id, dst).map(drop),
+            _ => Ok(()),
+        });
+        match filled {
+            Ok(()) => Some(Arc::new(img)),
+            Err(e) => {
+                eprintln!("thaw: building the module image: {e} (restores page the module in)");
+                None
+            }
+        }
     }
 }
 
@@ -288,41 +375,43 @@ pub fn lazy_restore(
         },
     };
     let hugetlb = backing_is_hugetlb(&backing);
-    // 1b. The module's region, mapped privately from the shared hugetlbfs image.
-    let module_chunks = match (mode, hugetlb, caches.module_region) {
-        (MemoryMode::Uffd | MemoryMode::UffdPrefetch, true, Some((lo, hi)))
-            if lo % cs == 0 && hi % cs == 0 =>
-        {
-            let range = (lo / cs) as usize..(hi / cs) as usize;
-            let ids: Vec<Option<ChunkId>> = snap.manifest.chunks().map(|c| c.id).collect();
-            match ids.get(range.clone()) {
-                Some(run) => match caches.modules.get(store, snap, run)? {
-                    Some(image) => {
-                        let fd = std::os::fd::AsFd::as_fd(image.fd());
-                        match vm.ram_mut().map_image_private(lo, hi - lo, fd) {
-                            Ok(()) => range.start as u32..range.end as u32,
-                            // A private hugetlbfs mapping reserves huge pages for
-                            // the guest's possible writes; none left to reserve.
-                            // Start over on fresh RAM (this one may have lost the
-                            // range) and page the module in like the rest.
-                            Err(thaw_vmm::VmError::MapMemory(e))
-                                if e.raw_os_error() == Some(libc::ENOMEM) =>
-                            {
-                                warn_once(&format!(
-                                    "no huge pages left to reserve for the module image ({e}); paging it in instead (slower restores)"
-                                ));
-                                (vm, backing, registered) = private_vm(len, huge_pages_ok())?;
-                                0..0
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    None => 0..0,
-                },
-                None => 0..0,
+    // 1b. The module's region, mapped privately from the shared hugetlbfs image
+    //     when it is built (else paged in like the rest; it is built after step 4).
+    let module_run: Option<(u64, u64, Vec<Option<ChunkId>>)> =
+        match (mode, hugetlb, caches.module_region) {
+            (MemoryMode::Uffd | MemoryMode::UffdPrefetch, true, Some((lo, hi)))
+                if lo % cs == 0 && hi % cs == 0 =>
+            {
+                let ids: Vec<Option<ChunkId>> = snap.manifest.chunks().map(|c| c.id).collect();
+                ids.get((lo / cs) as usize..(hi / cs) as usize)
+                    .map(|run| (lo, hi, run.to_vec()))
             }
-        }
-        _ => 0..0,
+            _ => None,
+        };
+    let module_chunks = match &module_run {
+        Some((lo, hi, run)) => match caches.modules.ready(run) {
+            Some(image) => {
+                let fd = std::os::fd::AsFd::as_fd(image.fd());
+                match vm.ram_mut().map_image_private(*lo, hi - lo, fd) {
+                    Ok(()) => (lo / cs) as u32..(hi / cs) as u32,
+                    // No huge pages left to reserve for the mapping: start over on
+                    // fresh RAM (this one may have lost the range) and page the
+                    // module in like the rest.
+                    Err(thaw_vmm::VmError::MapMemory(e))
+                        if e.raw_os_error() == Some(libc::ENOMEM) =>
+                    {
+                        warn_once(&format!(
+                            "no huge pages left to map the module image ({e}); paging it in instead (slower restores)"
+                        ));
+                        (vm, backing, registered) = private_vm(len, huge_pages_ok())?;
+                        0..0
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => 0..0,
+        },
+        None => 0..0,
     };
     let hugetlb = backing_is_hugetlb(&backing);
     // 2b. Start the disk reads of every chunk steps 3-4 install, all at once (a
@@ -409,16 +498,30 @@ pub fn lazy_restore(
                 .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
         }
     }
+    // 4b. No module image yet (a fresh process): build it now that this restore
+    //     is done with the CPU, for the restores after it.
+    if let (Some((_, _, run)), true) = (&module_run, module_chunks.is_empty()) {
+        caches.modules.build_in_background(store, run, cs as usize);
+    }
     // 5. The vCPU.
     let memory_ready = t0.elapsed();
     vm.load_state(&snap.vm_state)?;
     let record_to = record.then(|| (store.clone(), snap.manifest.id));
+    let module_probe = (record && !module_chunks.is_empty()).then(|| ModuleProbe {
+        addr: thaw_pager::HostAddr(
+            vm.ram().host_addr().0 + u64::from(module_chunks.start) as usize * cs as usize,
+        ),
+        len: module_chunks.len() * cs as usize,
+        first_chunk: module_chunks.start,
+        chunk_size: cs as usize,
+    });
     Ok((
         vm,
         LazyMemory {
             handle,
             record_to,
             mode,
+            module_probe,
         },
         memory_ready,
     ))
