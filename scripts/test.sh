@@ -17,8 +17,9 @@ JOBS="${THAW_JOBS:-2}"
 echo "test: cargo test --workspace --release -j$JOBS" >&2
 cargo test --workspace --release -j"$JOBS"
 
-echo "test: cargo fmt --all -- --check" >&2
+echo "test: cargo fmt --all -- --check (and the guest's own workspace)" >&2
 cargo fmt --all -- --check
+(cd guest && cargo fmt --all -- --check)
 
 echo "test: cargo clippy --workspace --all-targets --release -- -D warnings" >&2
 cargo clippy --workspace --all-targets --release -j"$JOBS" -- -D warnings

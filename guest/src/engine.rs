@@ -85,9 +85,12 @@ pub fn run(boot: &BootInfo) -> Result<i32, String> {
     store.limiter(|ctx| &mut ctx.limits);
     let mut linker = Linker::new(&engine);
     crate::wasi::add_to_linker(&mut linker).map_err(|e| alloc::format!("linking WASI: {e:?}"))?;
-    let instance =
-        linker.instantiate(&mut store, &module).map_err(|e| alloc::format!("instantiating the module: {e:?}"))?;
-    let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| "module exports no memory".to_string())?;
+    let instance = linker
+        .instantiate(&mut store, &module)
+        .map_err(|e| alloc::format!("instantiating the module: {e:?}"))?;
+    let memory = instance
+        .get_memory(&mut store, "memory")
+        .ok_or_else(|| "module exports no memory".to_string())?;
     store.data_mut().memory = Some(memory);
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")

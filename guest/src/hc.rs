@@ -1,8 +1,8 @@
 //! Hypercalls: one `out` to `HYPERCALL_PORT` per call, arguments in the call's own
 //! mailbox page. The `out` is a full exit to the VMM (~28 us here), so callers batch.
 use thaw_abi::{
-    layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, ResponseKind, ResponseMailbox,
-    PhaseMailbox, ABORT_MESSAGE_MAX, NEXT_HAS_RESPONSE, NEXT_RESPONSE_TRUNCATED, HYPERCALL_PORT,
+    layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, PhaseMailbox, ResponseKind,
+    ResponseMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT, NEXT_HAS_RESPONSE, NEXT_RESPONSE_TRUNCATED,
 };
 
 /// Traps into the VMM with call `nr`; returns when the VMM resumes the vCPU.
@@ -62,9 +62,18 @@ pub fn queue_response(kind: ResponseKind, len: u64, truncated: bool) {
 pub fn next(log_len: u64) -> NextInvocation {
     // SAFETY: single-threaded, as in `queue_response`.
     let pending = unsafe { (*core::ptr::addr_of_mut!(PENDING)).take() };
-    let mut mb = NextMailbox { log_len, mem_used: crate::heap::used_bytes(), ..Default::default() };
+    let mut mb = NextMailbox {
+        log_len,
+        mem_used: crate::heap::used_bytes(),
+        ..Default::default()
+    };
     if let Some((kind, len, truncated)) = pending {
-        mb.response_flags = NEXT_HAS_RESPONSE | if truncated { NEXT_RESPONSE_TRUNCATED } else { 0 };
+        mb.response_flags = NEXT_HAS_RESPONSE
+            | if truncated {
+                NEXT_RESPONSE_TRUNCATED
+            } else {
+                0
+            };
         mb.response_kind = kind as u32;
         mb.response_len = len;
     }
@@ -81,10 +90,17 @@ pub fn next(log_len: u64) -> NextInvocation {
 
 /// Sends a response whose body is already in the response area.
 pub fn respond(kind: ResponseKind, len: u64, truncated: bool, log_len: u64) {
-    put(Hypercall::Response, ResponseMailbox { kind: kind as u32, truncated: truncated as u32, len, log_len });
+    put(
+        Hypercall::Response,
+        ResponseMailbox {
+            kind: kind as u32,
+            truncated: truncated as u32,
+            len,
+            log_len,
+        },
+    );
     call(Hypercall::Response);
 }
-
 
 /// Reports that the runtime reached `phase` (a `thaw_abi::phase` id).
 pub fn phase(phase: u32) {
@@ -100,7 +116,13 @@ pub fn abort(msg: &str) -> ! {
     // SAFETY: the message area lies inside the Abort mailbox page (len is capped at
     // ABORT_MESSAGE_MAX, which leaves room for the header).
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), text as *mut u8, len) };
-    put(Hypercall::Abort, AbortMailbox { len: len as u64, log_len: crate::log::pending() });
+    put(
+        Hypercall::Abort,
+        AbortMailbox {
+            len: len as u64,
+            log_len: crate::log::pending(),
+        },
+    );
     loop {
         call(Hypercall::Abort);
     }
@@ -110,12 +132,16 @@ pub fn abort(msg: &str) -> ! {
 pub fn response_area() -> &'static mut [u8] {
     // SAFETY: the response area is mapped, owned by the guest between hypercalls,
     // and only ever borrowed through the single `Response` writer in `vfs`.
-    unsafe { core::slice::from_raw_parts_mut(layout::RESPONSE as *mut u8, layout::RESPONSE_SIZE as usize) }
+    unsafe {
+        core::slice::from_raw_parts_mut(layout::RESPONSE as *mut u8, layout::RESPONSE_SIZE as usize)
+    }
 }
 
 /// The request area (header and payload the VMM wrote for the current invocation).
 pub fn request_area() -> &'static [u8] {
     // SAFETY: the request area is mapped; the VMM writes it only while the guest
     // is blocked in `Next`.
-    unsafe { core::slice::from_raw_parts(layout::REQUEST as *const u8, layout::REQUEST_SIZE as usize) }
+    unsafe {
+        core::slice::from_raw_parts(layout::REQUEST as *const u8, layout::REQUEST_SIZE as usize)
+    }
 }

@@ -29,7 +29,13 @@ pub fn write(mut data: &[u8]) {
         let n = data.len().min(cap - len);
         // SAFETY: [LOG + len, LOG + len + n) lies inside the mapped log buffer
         // (len + n <= cap); the guest is single-threaded.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), (layout::LOG as usize + len) as *mut u8, n) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                (layout::LOG as usize + len) as *mut u8,
+                n,
+            )
+        };
         LEN.store(len + n, Ordering::Relaxed);
         data = &data[n..];
     }

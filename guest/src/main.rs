@@ -82,7 +82,10 @@ mod heapless_msg {
 
     impl Msg {
         pub const fn new() -> Self {
-            Self { buf: [0; 1024], len: 0 }
+            Self {
+                buf: [0; 1024],
+                len: 0,
+            }
         }
 
         pub fn as_str(&self) -> &str {

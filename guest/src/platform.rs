@@ -3,11 +3,15 @@
 //! (guest RAM is mapped RWX, so publishing is a no-op).
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-static TLS: [AtomicPtr<u8>; 2] = [AtomicPtr::new(core::ptr::null_mut()), AtomicPtr::new(core::ptr::null_mut())];
+static TLS: [AtomicPtr<u8>; 2] = [
+    AtomicPtr::new(core::ptr::null_mut()),
+    AtomicPtr::new(core::ptr::null_mut()),
+];
 
 #[unsafe(no_mangle)]
 extern "C" fn wasmtime_tls_get(slot: usize) -> *mut u8 {
-    TLS.get(slot).map_or(core::ptr::null_mut(), |p| p.load(Ordering::Relaxed))
+    TLS.get(slot)
+        .map_or(core::ptr::null_mut(), |p| p.load(Ordering::Relaxed))
 }
 
 #[unsafe(no_mangle)]

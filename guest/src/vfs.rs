@@ -112,16 +112,32 @@ impl Tree {
     /// Names directly inside directory `dir`, with whether each is a directory.
     pub fn list(&self, dir: &str) -> Vec<(String, bool)> {
         if dir == RUN_DIR {
-            return ["next", "event", "response", "error", "init_error", "runtime_ready", "function_ready"]
-                .iter()
-                .map(|n| (String::from(*n), false))
-                .collect();
+            return [
+                "next",
+                "event",
+                "response",
+                "error",
+                "init_error",
+                "runtime_ready",
+                "function_ready",
+            ]
+            .iter()
+            .map(|n| (String::from(*n), false))
+            .collect();
         }
-        let prefix = if dir == "/" { String::from("/") } else { alloc::format!("{dir}/") };
-        let start = self.files.partition_point(|(p, _)| p.as_str() < prefix.as_str());
+        let prefix = if dir == "/" {
+            String::from("/")
+        } else {
+            alloc::format!("{dir}/")
+        };
+        let start = self
+            .files
+            .partition_point(|(p, _)| p.as_str() < prefix.as_str());
         let mut out: Vec<(String, bool)> = Vec::new();
         for (p, _) in &self.files[start..] {
-            let Some(rest) = p.strip_prefix(prefix.as_str()) else { break };
+            let Some(rest) = p.strip_prefix(prefix.as_str()) else {
+                break;
+            };
             let (name, is_dir) = match rest.find('/') {
                 Some(i) => (&rest[..i], true),
                 None => (rest, false),
@@ -138,7 +154,11 @@ impl Tree {
 /// an empty or absolute `rel` that climbs above `/`.
 pub fn normalize(base: &str, rel: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
-    let full = if rel.starts_with('/') { [rel, ""] } else { [base, rel] };
+    let full = if rel.starts_with('/') {
+        [rel, ""]
+    } else {
+        [base, rel]
+    };
     for piece in full.iter().flat_map(|s| s.split('/')) {
         match piece {
             "" | "." => {}
@@ -183,7 +203,6 @@ impl Sink {
     }
 }
 
-
 /// The writable directory.
 pub const TMP_DIR: &str = "/tmp";
 /// Bytes of file data `/tmp` may hold (it shares the guest's RAM with the runtime).
@@ -213,7 +232,10 @@ impl Default for TmpFs {
     fn default() -> Self {
         let mut dirs = BTreeSet::new();
         dirs.insert(String::from(TMP_DIR));
-        Self { files: BTreeMap::new(), dirs }
+        Self {
+            files: BTreeMap::new(),
+            dirs,
+        }
     }
 }
 
@@ -228,7 +250,10 @@ fn parent(path: &str) -> &str {
 impl TmpFs {
     /// Whether `path` (absolute, normalized) lies in `/tmp`.
     pub fn covers(path: &str) -> bool {
-        path == TMP_DIR || path.strip_prefix(TMP_DIR).is_some_and(|r| r.starts_with('/'))
+        path == TMP_DIR
+            || path
+                .strip_prefix(TMP_DIR)
+                .is_some_and(|r| r.starts_with('/'))
     }
 
     /// The file at `path`.
@@ -248,7 +273,9 @@ impl TmpFs {
 
     /// Whether growing some file by `extra` bytes stays within [`TMP_LIMIT`].
     pub fn has_room(&self, extra: usize) -> bool {
-        self.used().checked_add(extra).is_some_and(|n| n <= TMP_LIMIT)
+        self.used()
+            .checked_add(extra)
+            .is_some_and(|n| n <= TMP_LIMIT)
     }
 
     fn check_new(&self, path: &str) -> Result<(), TmpError> {
@@ -310,14 +337,22 @@ impl TmpFs {
     /// empty directory; a directory cannot move below itself).
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), TmpError> {
         if from == to {
-            return if self.files.contains_key(from) || self.dirs.contains(from) { Ok(()) } else { Err(TmpError::NotFound) };
+            return if self.files.contains_key(from) || self.dirs.contains(from) {
+                Ok(())
+            } else {
+                Err(TmpError::NotFound)
+            };
         }
         if from == TMP_DIR || to == TMP_DIR {
             return Err(TmpError::Invalid);
         }
         let dir = parent(to);
         if !self.dirs.contains(dir) {
-            return Err(if self.files.contains_key(dir) { TmpError::NotDir } else { TmpError::NotFound });
+            return Err(if self.files.contains_key(dir) {
+                TmpError::NotDir
+            } else {
+                TmpError::NotFound
+            });
         }
         if let Some(data) = self.files.get(from).cloned() {
             if self.dirs.contains(to) {
@@ -341,12 +376,22 @@ impl TmpFs {
             self.rmdir(to)?;
         }
         let moved = |p: &str| alloc::format!("{to}{}", &p[from.len()..]);
-        let dirs: Vec<String> = self.dirs.iter().filter(|d| *d == from || below(d, from)).cloned().collect();
+        let dirs: Vec<String> = self
+            .dirs
+            .iter()
+            .filter(|d| *d == from || below(d, from))
+            .cloned()
+            .collect();
         for d in dirs {
             self.dirs.remove(&d);
             self.dirs.insert(moved(&d));
         }
-        let files: Vec<String> = self.files.keys().filter(|f| below(f, from)).cloned().collect();
+        let files: Vec<String> = self
+            .files
+            .keys()
+            .filter(|f| below(f, from))
+            .cloned()
+            .collect();
         for f in files {
             if let Some(data) = self.files.remove(&f) {
                 self.files.insert(moved(&f), data);
@@ -358,8 +403,17 @@ impl TmpFs {
     /// Names directly inside directory `dir`, with whether each is a directory.
     pub fn list(&self, dir: &str) -> Vec<(String, bool)> {
         let prefix = alloc::format!("{dir}/");
-        let direct = |p: &String| p.strip_prefix(prefix.as_str()).filter(|r| !r.contains('/')).map(String::from);
-        let mut out: Vec<(String, bool)> = self.dirs.iter().filter_map(direct).map(|n| (n, true)).collect();
+        let direct = |p: &String| {
+            p.strip_prefix(prefix.as_str())
+                .filter(|r| !r.contains('/'))
+                .map(String::from)
+        };
+        let mut out: Vec<(String, bool)> = self
+            .dirs
+            .iter()
+            .filter_map(direct)
+            .map(|n| (n, true))
+            .collect();
         out.extend(self.files.keys().filter_map(direct).map(|n| (n, false)));
         out.sort();
         out

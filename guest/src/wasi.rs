@@ -36,7 +36,12 @@ const FDFLAG_APPEND: i32 = 1;
 const RIGHT_FD_WRITE: i64 = 1 << 6;
 
 /// Directories preopened for the module (fd 3, 4, ...).
-const PREOPENS: [&str; 4] = ["/var/task", "/var/runtime", crate::vfs::RUN_DIR, crate::vfs::TMP_DIR];
+const PREOPENS: [&str; 4] = [
+    "/var/task",
+    "/var/runtime",
+    crate::vfs::RUN_DIR,
+    crate::vfs::TMP_DIR,
+];
 
 fn tmp_errno(e: TmpError) -> i32 {
     match e {
@@ -54,10 +59,17 @@ enum Handle {
     Stdin,
     Log,
     Dir(String),
-    File { data: &'static [u8], pos: u64 },
+    File {
+        data: &'static [u8],
+        pos: u64,
+    },
     Sink(Sink),
     /// A `/tmp` file.
-    Tmp { data: TmpData, pos: u64, append: bool },
+    Tmp {
+        data: TmpData,
+        pos: u64,
+        append: bool,
+    },
 }
 
 /// Raised by `proc_exit` to unwind out of the module.
@@ -90,11 +102,23 @@ impl Ctx {
     pub fn new(tree: Tree, args: Vec<Vec<u8>>, env: Vec<Vec<u8>>, limits: StoreLimits) -> Self {
         let mut fds = alloc::vec![Some(Handle::Stdin), Some(Handle::Log), Some(Handle::Log)];
         fds.extend(PREOPENS.iter().map(|p| Some(Handle::Dir(String::from(*p)))));
-        Self { memory: None, limits, tree, tmp: TmpFs::default(), fds, args, env, current: (0, 0) }
+        Self {
+            memory: None,
+            limits,
+            tree,
+            tmp: TmpFs::default(),
+            fds,
+            args,
+            env,
+            current: (0, 0),
+        }
     }
 
     fn handle(&mut self, fd: i32) -> Result<&mut Handle, i32> {
-        self.fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)
+        self.fds
+            .get_mut(fd as usize)
+            .and_then(|h| h.as_mut())
+            .ok_or(errno::BADF)
     }
 
     fn insert(&mut self, h: Handle) -> i32 {
@@ -152,7 +176,10 @@ impl Mem<'_> {
 }
 
 /// Runs `f` with checked memory and the context.
-fn with<R>(caller: &mut Caller<'_, Ctx>, f: impl FnOnce(&mut Mem<'_>, &mut Ctx) -> Result<R, i32>) -> Result<R, i32> {
+fn with<R>(
+    caller: &mut Caller<'_, Ctx>,
+    f: impl FnOnce(&mut Mem<'_>, &mut Ctx) -> Result<R, i32>,
+) -> Result<R, i32> {
     let memory = caller.data().memory.ok_or(errno::FAULT)?;
     let (data, ctx) = memory.data_and_store_mut(caller);
     f(&mut Mem(data), ctx)
@@ -176,11 +203,18 @@ fn filestat(mem: &mut Mem<'_>, at: i32, filetype: u8, size: u64, ino: u64) -> Re
 }
 
 fn inode(path: &str) -> u64 {
-    path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Size/array pairs for `args_*` and `environ_*`.
-fn strings_sizes(mem: &mut Mem<'_>, list: &[Vec<u8>], count_at: i32, size_at: i32) -> Result<(), i32> {
+fn strings_sizes(
+    mem: &mut Mem<'_>,
+    list: &[Vec<u8>],
+    count_at: i32,
+    size_at: i32,
+) -> Result<(), i32> {
     mem.put_u32(count_at, list.len() as u32)?;
     mem.put_u32(size_at, list.iter().map(|s| s.len() as u32).sum())
 }
@@ -197,7 +231,9 @@ fn strings_get(mem: &mut Mem<'_>, list: &[Vec<u8>], ptrs: i32, buf: i32) -> Resu
 
 /// Resolves `path` relative to directory fd `dirfd`.
 fn resolve(mem: &Mem<'_>, ctx: &mut Ctx, dirfd: i32, ptr: i32, len: i32) -> Result<String, i32> {
-    let Handle::Dir(base) = ctx.handle(dirfd)? else { return Err(errno::NOTDIR) };
+    let Handle::Dir(base) = ctx.handle(dirfd)? else {
+        return Err(errno::NOTDIR);
+    };
     let base = base.clone();
     let rel = core::str::from_utf8(mem.bytes(ptr, len as usize)?).map_err(|_| errno::INVAL)?;
     normalize(&base, rel).ok_or(errno::NOENT)
@@ -212,15 +248,31 @@ fn exists(ctx: &Ctx, path: &str) -> bool {
 }
 
 /// Opens (or creates) `path` in `/tmp`.
-fn open_tmp(ctx: &mut Ctx, path: String, oflags: i32, fdflags: i32, write: bool) -> Result<Handle, i32> {
+fn open_tmp(
+    ctx: &mut Ctx,
+    path: String,
+    oflags: i32,
+    fdflags: i32,
+    write: bool,
+) -> Result<Handle, i32> {
     if ctx.tmp.is_dir(&path) {
-        return if write { Err(errno::ISDIR) } else { Ok(Handle::Dir(path)) };
+        return if write {
+            Err(errno::ISDIR)
+        } else {
+            Ok(Handle::Dir(path))
+        };
     }
     if oflags & OFLAG_DIRECTORY != 0 {
-        return Err(if ctx.tmp.file(&path).is_some() { errno::NOTDIR } else { errno::NOENT });
+        return Err(if ctx.tmp.file(&path).is_some() {
+            errno::NOTDIR
+        } else {
+            errno::NOENT
+        });
     }
     let data = match ctx.tmp.file(&path) {
-        Some(_) if oflags & OFLAG_CREAT != 0 && oflags & OFLAG_EXCL != 0 => return Err(errno::EXIST),
+        Some(_) if oflags & OFLAG_CREAT != 0 && oflags & OFLAG_EXCL != 0 => {
+            return Err(errno::EXIST)
+        }
         Some(data) => data,
         None if oflags & OFLAG_CREAT != 0 => ctx.tmp.create(&path).map_err(tmp_errno)?,
         None => return Err(errno::NOENT),
@@ -228,7 +280,11 @@ fn open_tmp(ctx: &mut Ctx, path: String, oflags: i32, fdflags: i32, write: bool)
     if oflags & OFLAG_TRUNC != 0 {
         data.borrow_mut().clear();
     }
-    Ok(Handle::Tmp { data, pos: 0, append: fdflags & FDFLAG_APPEND != 0 })
+    Ok(Handle::Tmp {
+        data,
+        pos: 0,
+        append: fdflags & FDFLAG_APPEND != 0,
+    })
 }
 
 /// Writes `bytes` into a `/tmp` file at `at`, zero-filling any gap, within the limit.
@@ -248,7 +304,13 @@ fn write_tmp(tmp: &TmpFs, data: &TmpData, at: u64, bytes: &[u8]) -> Result<u64, 
 }
 
 /// Opens `path`; the special files act on open (see `vfs`).
-fn open(ctx: &mut Ctx, path: String, oflags: i32, fdflags: i32, rights: i64) -> Result<Handle, i32> {
+fn open(
+    ctx: &mut Ctx,
+    path: String,
+    oflags: i32,
+    fdflags: i32,
+    rights: i64,
+) -> Result<Handle, i32> {
     let write = rights & RIGHT_FD_WRITE != 0 || oflags & (OFLAG_CREAT | OFLAG_TRUNC) != 0;
     if TmpFs::covers(&path) {
         return open_tmp(ctx, path, oflags, fdflags, write);
@@ -265,7 +327,10 @@ fn open(ctx: &mut Ctx, path: String, oflags: i32, fdflags: i32, rights: i64) -> 
                     crate::clock::set_anchor(next.clock);
                     crate::rng::reseed(&next.seed);
                     let cap = thaw_abi::layout::REQUEST_PAYLOAD_OFFSET;
-                    ctx.current = (next.header_len.min(cap), next.payload_len.min(thaw_abi::MAX_PAYLOAD));
+                    ctx.current = (
+                        next.header_len.min(cap),
+                        next.payload_len.min(thaw_abi::MAX_PAYLOAD),
+                    );
                     &crate::hc::request_area()[..ctx.current.0 as usize]
                 }
                 Special::Event => {
@@ -293,36 +358,68 @@ fn open(ctx: &mut Ctx, path: String, oflags: i32, fdflags: i32, rights: i64) -> 
 /// Registers every import of `wasi_snapshot_preview1` CPython uses.
 pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     const M: &str = "wasi_snapshot_preview1";
-    linker.func_wrap(M, "args_sizes_get", |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
-        code(with(&mut c, |m, ctx| strings_sizes(m, &ctx.args, n, s)))
-    })?;
+    linker.func_wrap(
+        M,
+        "args_sizes_get",
+        |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
+            code(with(&mut c, |m, ctx| strings_sizes(m, &ctx.args, n, s)))
+        },
+    )?;
     linker.func_wrap(M, "args_get", |mut c: Caller<'_, Ctx>, p: i32, b: i32| {
         code(with(&mut c, |m, ctx| strings_get(m, &ctx.args, p, b)))
     })?;
-    linker.func_wrap(M, "environ_sizes_get", |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
-        code(with(&mut c, |m, ctx| strings_sizes(m, &ctx.env, n, s)))
-    })?;
-    linker.func_wrap(M, "environ_get", |mut c: Caller<'_, Ctx>, p: i32, b: i32| {
-        code(with(&mut c, |m, ctx| strings_get(m, &ctx.env, p, b)))
-    })?;
-    linker.func_wrap(M, "clock_res_get", |mut c: Caller<'_, Ctx>, _id: i32, out: i32| {
-        code(with(&mut c, |m, _| m.put_u64(out, 1)))
-    })?;
-    linker.func_wrap(M, "clock_time_get", |mut c: Caller<'_, Ctx>, id: i32, _prec: i64, out: i32| {
-        let now = if id == 0 { crate::clock::realtime_ns() } else { crate::clock::monotonic_ns() };
-        code(with(&mut c, |m, _| m.put_u64(out, now)))
-    })?;
-    linker.func_wrap(M, "random_get", |mut c: Caller<'_, Ctx>, buf: i32, len: i32| {
-        code(with(&mut c, |m, _| {
-            crate::rng::fill(m.bytes_mut(buf, len as u32 as usize)?);
-            Ok(())
-        }))
-    })?;
+    linker.func_wrap(
+        M,
+        "environ_sizes_get",
+        |mut c: Caller<'_, Ctx>, n: i32, s: i32| {
+            code(with(&mut c, |m, ctx| strings_sizes(m, &ctx.env, n, s)))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "environ_get",
+        |mut c: Caller<'_, Ctx>, p: i32, b: i32| {
+            code(with(&mut c, |m, ctx| strings_get(m, &ctx.env, p, b)))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "clock_res_get",
+        |mut c: Caller<'_, Ctx>, _id: i32, out: i32| code(with(&mut c, |m, _| m.put_u64(out, 1))),
+    )?;
+    linker.func_wrap(
+        M,
+        "clock_time_get",
+        |mut c: Caller<'_, Ctx>, id: i32, _prec: i64, out: i32| {
+            let now = if id == 0 {
+                crate::clock::realtime_ns()
+            } else {
+                crate::clock::monotonic_ns()
+            };
+            code(with(&mut c, |m, _| m.put_u64(out, now)))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "random_get",
+        |mut c: Caller<'_, Ctx>, buf: i32, len: i32| {
+            code(with(&mut c, |m, _| {
+                crate::rng::fill(m.bytes_mut(buf, len as u32 as usize)?);
+                Ok(())
+            }))
+        },
+    )?;
     linker.func_wrap(M, "sched_yield", || errno::SUCCESS)?;
-    linker.func_wrap(M, "proc_exit", |code: i32| -> wasmtime::Result<()> { Err(wasmtime::Error::new(Exit(code))) })?;
-    linker.func_wrap(M, "poll_oneoff", |mut c: Caller<'_, Ctx>, subs: i32, events: i32, n: i32, out: i32| {
-        code(with(&mut c, |m, _| poll_oneoff(m, subs, events, n, out)))
+    linker.func_wrap(M, "proc_exit", |code: i32| -> wasmtime::Result<()> {
+        Err(wasmtime::Error::new(Exit(code)))
     })?;
+    linker.func_wrap(
+        M,
+        "poll_oneoff",
+        |mut c: Caller<'_, Ctx>, subs: i32, events: i32, n: i32, out: i32| {
+            code(with(&mut c, |m, _| poll_oneoff(m, subs, events, n, out)))
+        },
+    )?;
     add_fd_calls(linker)?;
     add_path_calls(linker)?;
     for name in ["sock_accept", "sock_recv", "sock_send", "sock_shutdown"] {
@@ -361,7 +458,11 @@ fn poll_oneoff(m: &mut Mem<'_>, subs: i32, events: i32, n: i32, out: i32) -> Res
         if s[8] == 0 {
             let timeout = u64::from_le_bytes(s[24..32].try_into().map_err(|_| errno::FAULT)?);
             let abs = u16::from_le_bytes([s[40], s[41]]) & 1 != 0;
-            let deadline = if abs { crate::clock::monotonic_ns().max(timeout) } else { now.saturating_add(timeout) };
+            let deadline = if abs {
+                crate::clock::monotonic_ns().max(timeout)
+            } else {
+                now.saturating_add(timeout)
+            };
             wake = wake.min(deadline);
         } else {
             wake = now;
@@ -382,38 +483,64 @@ fn poll_oneoff(m: &mut Mem<'_>, subs: i32, events: i32, n: i32, out: i32) -> Res
 
 fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     const M: &str = "wasi_snapshot_preview1";
-    linker.func_wrap(M, "fd_write", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, out: i32| {
-        code(with(&mut c, |m, ctx| {
-            let mut total = 0u32;
-            for (p, len) in m.iovecs(iovs, n)? {
-                let data = m.bytes(p, len)?;
-                let Ctx { fds, tmp, .. } = &mut *ctx;
-                match fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)? {
-                    Handle::Log => crate::log::write(data),
-                    Handle::Sink(s) => s.write(data),
-                    Handle::Tmp { data: file, pos, append } => {
-                        let at = if *append { file.borrow().len() as u64 } else { *pos };
-                        match write_tmp(tmp, file, at, data) {
-                            Ok(end) => *pos = end,
-                            // A partial write reports what went in; the next one fails.
-                            Err(e) if total == 0 => return Err(e),
-                            Err(_) => break,
+    linker.func_wrap(
+        M,
+        "fd_write",
+        |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                let mut total = 0u32;
+                for (p, len) in m.iovecs(iovs, n)? {
+                    let data = m.bytes(p, len)?;
+                    let Ctx { fds, tmp, .. } = &mut *ctx;
+                    match fds
+                        .get_mut(fd as usize)
+                        .and_then(|h| h.as_mut())
+                        .ok_or(errno::BADF)?
+                    {
+                        Handle::Log => crate::log::write(data),
+                        Handle::Sink(s) => s.write(data),
+                        Handle::Tmp {
+                            data: file,
+                            pos,
+                            append,
+                        } => {
+                            let at = if *append {
+                                file.borrow().len() as u64
+                            } else {
+                                *pos
+                            };
+                            match write_tmp(tmp, file, at, data) {
+                                Ok(end) => *pos = end,
+                                // A partial write reports what went in; the next one fails.
+                                Err(e) if total == 0 => return Err(e),
+                                Err(_) => break,
+                            }
                         }
+                        Handle::Dir(_) => return Err(errno::ISDIR),
+                        _ => return Err(errno::BADF),
                     }
-                    Handle::Dir(_) => return Err(errno::ISDIR),
-                    _ => return Err(errno::BADF),
+                    total += len as u32;
                 }
-                total += len as u32;
-            }
-            m.put_u32(out, total)
-        }))
-    })?;
-    linker.func_wrap(M, "fd_read", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, out: i32| {
-        code(with(&mut c, |m, ctx| read(m, ctx, fd, iovs, n, None, out)))
-    })?;
-    linker.func_wrap(M, "fd_pread", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-        code(with(&mut c, |m, ctx| read(m, ctx, fd, iovs, n, Some(off as u64), out)))
-    })?;
+                m.put_u32(out, total)
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_read",
+        |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, out: i32| {
+            code(with(&mut c, |m, ctx| read(m, ctx, fd, iovs, n, None, out)))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_pread",
+        |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                read(m, ctx, fd, iovs, n, Some(off as u64), out)
+            }))
+        },
+    )?;
     linker.func_wrap(M, "fd_close", |mut c: Caller<'_, Ctx>, fd: i32| {
         let ctx = c.data_mut();
         match ctx.fds.get_mut(fd as usize).and_then(Option::take) {
@@ -425,38 +552,48 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             None => errno::BADF,
         }
     })?;
-    linker.func_wrap(M, "fd_seek", |mut c: Caller<'_, Ctx>, fd: i32, off: i64, whence: i32, out: i32| {
-        code(with(&mut c, |m, ctx| {
-            let pos = match ctx.handle(fd)? {
-                Handle::File { data, pos } => {
-                    let base = match whence {
-                        0 => 0i64,
-                        1 => *pos as i64,
-                        2 => data.len() as i64,
-                        _ => return Err(errno::INVAL),
-                    };
-                    let new = base.checked_add(off).filter(|p| *p >= 0).ok_or(errno::INVAL)?;
-                    *pos = new as u64;
-                    new as u64
-                }
-                Handle::Tmp { data, pos, .. } => {
-                    let base = match whence {
-                        0 => 0i64,
-                        1 => *pos as i64,
-                        2 => data.borrow().len() as i64,
-                        _ => return Err(errno::INVAL),
-                    };
-                    let new = base.checked_add(off).filter(|p| *p >= 0).ok_or(errno::INVAL)?;
-                    *pos = new as u64;
-                    new as u64
-                }
-                Handle::Sink(s) => s.len,
-                Handle::Dir(_) => return Err(errno::ISDIR),
-                _ => return Err(errno::SPIPE),
-            };
-            m.put_u64(out, pos)
-        }))
-    })?;
+    linker.func_wrap(
+        M,
+        "fd_seek",
+        |mut c: Caller<'_, Ctx>, fd: i32, off: i64, whence: i32, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                let pos = match ctx.handle(fd)? {
+                    Handle::File { data, pos } => {
+                        let base = match whence {
+                            0 => 0i64,
+                            1 => *pos as i64,
+                            2 => data.len() as i64,
+                            _ => return Err(errno::INVAL),
+                        };
+                        let new = base
+                            .checked_add(off)
+                            .filter(|p| *p >= 0)
+                            .ok_or(errno::INVAL)?;
+                        *pos = new as u64;
+                        new as u64
+                    }
+                    Handle::Tmp { data, pos, .. } => {
+                        let base = match whence {
+                            0 => 0i64,
+                            1 => *pos as i64,
+                            2 => data.borrow().len() as i64,
+                            _ => return Err(errno::INVAL),
+                        };
+                        let new = base
+                            .checked_add(off)
+                            .filter(|p| *p >= 0)
+                            .ok_or(errno::INVAL)?;
+                        *pos = new as u64;
+                        new as u64
+                    }
+                    Handle::Sink(s) => s.len,
+                    Handle::Dir(_) => return Err(errno::ISDIR),
+                    _ => return Err(errno::SPIPE),
+                };
+                m.put_u64(out, pos)
+            }))
+        },
+    )?;
     linker.func_wrap(M, "fd_tell", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
         code(with(&mut c, |m, ctx| {
             let pos = match ctx.handle(fd)? {
@@ -467,100 +604,168 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             m.put_u64(out, pos)
         }))
     })?;
-    linker.func_wrap(M, "fd_fdstat_get", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
-        code(with(&mut c, |m, ctx| {
-            let (ty, rights) = match ctx.handle(fd)? {
-                Handle::Stdin | Handle::Log => (FILETYPE_CHAR, u64::MAX),
-                Handle::Dir(_) => (FILETYPE_DIR, u64::MAX),
-                Handle::File { .. } | Handle::Sink(_) | Handle::Tmp { .. } => (FILETYPE_FILE, u64::MAX),
-            };
-            let append = matches!(ctx.handle(fd)?, Handle::Tmp { append: true, .. });
-            let mut st = [0u8; 24];
-            st[0] = ty;
-            st[2] = u8::from(append);
-            st[8..16].copy_from_slice(&rights.to_le_bytes());
-            st[16..24].copy_from_slice(&rights.to_le_bytes());
-            m.put(out, &st)
-        }))
+    linker.func_wrap(
+        M,
+        "fd_fdstat_get",
+        |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                let (ty, rights) = match ctx.handle(fd)? {
+                    Handle::Stdin | Handle::Log => (FILETYPE_CHAR, u64::MAX),
+                    Handle::Dir(_) => (FILETYPE_DIR, u64::MAX),
+                    Handle::File { .. } | Handle::Sink(_) | Handle::Tmp { .. } => {
+                        (FILETYPE_FILE, u64::MAX)
+                    }
+                };
+                let append = matches!(ctx.handle(fd)?, Handle::Tmp { append: true, .. });
+                let mut st = [0u8; 24];
+                st[0] = ty;
+                st[2] = u8::from(append);
+                st[8..16].copy_from_slice(&rights.to_le_bytes());
+                st[16..24].copy_from_slice(&rights.to_le_bytes());
+                m.put(out, &st)
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_fdstat_set_flags",
+        |mut c: Caller<'_, Ctx>, fd: i32, flags: i32| {
+            code(c.data_mut().handle(fd).map(|h| {
+                if let Handle::Tmp { append, .. } = h {
+                    *append = flags & FDFLAG_APPEND != 0;
+                }
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_filestat_get",
+        |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                let (ty, size, ino) = match ctx.handle(fd)? {
+                    Handle::Stdin | Handle::Log => (FILETYPE_CHAR, 0, fd as u64),
+                    Handle::Dir(p) => (FILETYPE_DIR, 0, inode(p)),
+                    Handle::File { data, .. } => {
+                        (FILETYPE_FILE, data.len() as u64, data.as_ptr() as u64)
+                    }
+                    Handle::Sink(s) => (FILETYPE_FILE, s.len, 1),
+                    Handle::Tmp { data, .. } => (
+                        FILETYPE_FILE,
+                        data.borrow().len() as u64,
+                        data.as_ptr() as u64,
+                    ),
+                };
+                filestat(m, out, ty, size, ino)
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_prestat_get",
+        |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
+            code(with(&mut c, |m, _| {
+                let dir = usize::try_from(fd - 3)
+                    .ok()
+                    .and_then(|i| PREOPENS.get(i))
+                    .ok_or(errno::BADF)?;
+                m.put_u32(out, 0)?;
+                m.put_u32(out.wrapping_add(4), dir.len() as u32)
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_prestat_dir_name",
+        |mut c: Caller<'_, Ctx>, fd: i32, buf: i32, len: i32| {
+            code(with(&mut c, |m, _| {
+                let dir = usize::try_from(fd - 3)
+                    .ok()
+                    .and_then(|i| PREOPENS.get(i))
+                    .ok_or(errno::BADF)?;
+                let n = dir.len().min(len as u32 as usize);
+                m.put(buf, &dir.as_bytes()[..n])
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_readdir",
+        |mut c: Caller<'_, Ctx>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                readdir(m, ctx, fd, buf, len, cookie as u64, out)
+            }))
+        },
+    )?;
+    linker.func_wrap(M, "fd_advise", |_: i32, _: i64, _: i64, _: i32| {
+        errno::SUCCESS
     })?;
-    linker.func_wrap(M, "fd_fdstat_set_flags", |mut c: Caller<'_, Ctx>, fd: i32, flags: i32| {
-        code(c.data_mut().handle(fd).map(|h| {
-            if let Handle::Tmp { append, .. } = h {
-                *append = flags & FDFLAG_APPEND != 0;
-            }
-        }))
-    })?;
-    linker.func_wrap(M, "fd_filestat_get", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
-        code(with(&mut c, |m, ctx| {
-            let (ty, size, ino) = match ctx.handle(fd)? {
-                Handle::Stdin | Handle::Log => (FILETYPE_CHAR, 0, fd as u64),
-                Handle::Dir(p) => (FILETYPE_DIR, 0, inode(p)),
-                Handle::File { data, .. } => (FILETYPE_FILE, data.len() as u64, data.as_ptr() as u64),
-                Handle::Sink(s) => (FILETYPE_FILE, s.len, 1),
-                Handle::Tmp { data, .. } => (FILETYPE_FILE, data.borrow().len() as u64, data.as_ptr() as u64),
-            };
-            filestat(m, out, ty, size, ino)
-        }))
-    })?;
-    linker.func_wrap(M, "fd_prestat_get", |mut c: Caller<'_, Ctx>, fd: i32, out: i32| {
-        code(with(&mut c, |m, _| {
-            let dir = usize::try_from(fd - 3).ok().and_then(|i| PREOPENS.get(i)).ok_or(errno::BADF)?;
-            m.put_u32(out, 0)?;
-            m.put_u32(out.wrapping_add(4), dir.len() as u32)
-        }))
-    })?;
-    linker.func_wrap(M, "fd_prestat_dir_name", |mut c: Caller<'_, Ctx>, fd: i32, buf: i32, len: i32| {
-        code(with(&mut c, |m, _| {
-            let dir = usize::try_from(fd - 3).ok().and_then(|i| PREOPENS.get(i)).ok_or(errno::BADF)?;
-            let n = dir.len().min(len as u32 as usize);
-            m.put(buf, &dir.as_bytes()[..n])
-        }))
-    })?;
-    linker.func_wrap(M, "fd_readdir", |mut c: Caller<'_, Ctx>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| {
-        code(with(&mut c, |m, ctx| readdir(m, ctx, fd, buf, len, cookie as u64, out)))
-    })?;
-    linker.func_wrap(M, "fd_advise", |_: i32, _: i64, _: i64, _: i32| errno::SUCCESS)?;
-    linker.func_wrap(M, "fd_allocate", |mut c: Caller<'_, Ctx>, fd: i32, off: i64, len: i64| {
-        let size = (off as u64).checked_add(len as u64);
-        code(tmp_resize(c.data_mut(), fd, size, true))
-    })?;
+    linker.func_wrap(
+        M,
+        "fd_allocate",
+        |mut c: Caller<'_, Ctx>, fd: i32, off: i64, len: i64| {
+            let size = (off as u64).checked_add(len as u64);
+            code(tmp_resize(c.data_mut(), fd, size, true))
+        },
+    )?;
     linker.func_wrap(M, "fd_datasync", |_: i32| errno::SUCCESS)?;
     linker.func_wrap(M, "fd_sync", |_: i32| errno::SUCCESS)?;
-    linker.func_wrap(M, "fd_filestat_set_size", |mut c: Caller<'_, Ctx>, fd: i32, size: i64| {
-        code(tmp_resize(c.data_mut(), fd, Some(size as u64), false))
-    })?;
-    linker.func_wrap(M, "fd_filestat_set_times", |mut c: Caller<'_, Ctx>, fd: i32, _: i64, _: i64, _: i32| {
-        code(match c.data_mut().handle(fd) {
-            Ok(Handle::Tmp { .. } | Handle::Dir(_)) => Ok(()),
-            Ok(_) => Err(errno::ROFS),
-            Err(e) => Err(e),
-        })
-    })?;
-    linker.func_wrap(M, "fd_pwrite", |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
-        code(with(&mut c, |m, ctx| {
-            let Ctx { fds, tmp, .. } = &mut *ctx;
-            let Handle::Tmp { data: file, .. } = fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)? else {
-                return Err(errno::ROFS);
-            };
-            let mut at = off as u64;
-            let mut total = 0u32;
-            for (p, len) in m.iovecs(iovs, n)? {
-                at = write_tmp(tmp, file, at, m.bytes(p, len)?)?;
-                total += len as u32;
-            }
-            m.put_u32(out, total)
-        }))
-    })?;
+    linker.func_wrap(
+        M,
+        "fd_filestat_set_size",
+        |mut c: Caller<'_, Ctx>, fd: i32, size: i64| {
+            code(tmp_resize(c.data_mut(), fd, Some(size as u64), false))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_filestat_set_times",
+        |mut c: Caller<'_, Ctx>, fd: i32, _: i64, _: i64, _: i32| {
+            code(match c.data_mut().handle(fd) {
+                Ok(Handle::Tmp { .. } | Handle::Dir(_)) => Ok(()),
+                Ok(_) => Err(errno::ROFS),
+                Err(e) => Err(e),
+            })
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "fd_pwrite",
+        |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                let Ctx { fds, tmp, .. } = &mut *ctx;
+                let Handle::Tmp { data: file, .. } = fds
+                    .get_mut(fd as usize)
+                    .and_then(|h| h.as_mut())
+                    .ok_or(errno::BADF)?
+                else {
+                    return Err(errno::ROFS);
+                };
+                let mut at = off as u64;
+                let mut total = 0u32;
+                for (p, len) in m.iovecs(iovs, n)? {
+                    at = write_tmp(tmp, file, at, m.bytes(p, len)?)?;
+                    total += len as u32;
+                }
+                m.put_u32(out, total)
+            }))
+        },
+    )?;
     Ok(())
 }
 
 /// Sets a `/tmp` file's size (`grow_only`: `fd_allocate`, which never shrinks).
 fn tmp_resize(ctx: &mut Ctx, fd: i32, size: Option<u64>, grow_only: bool) -> Result<(), i32> {
     let Ctx { fds, tmp, .. } = ctx;
-    let Handle::Tmp { data, .. } = fds.get_mut(fd as usize).and_then(|h| h.as_mut()).ok_or(errno::BADF)? else {
+    let Handle::Tmp { data, .. } = fds
+        .get_mut(fd as usize)
+        .and_then(|h| h.as_mut())
+        .ok_or(errno::BADF)?
+    else {
         return Err(errno::ROFS);
     };
-    let size = size.and_then(|s| usize::try_from(s).ok()).ok_or(errno::NOSPC)?;
+    let size = size
+        .and_then(|s| usize::try_from(s).ok())
+        .ok_or(errno::NOSPC)?;
     let len = data.borrow().len();
     if size > len && !tmp.has_room(size - len) {
         return Err(errno::NOSPC);
@@ -571,7 +776,15 @@ fn tmp_resize(ctx: &mut Ctx, fd: i32, size: Option<u64>, grow_only: bool) -> Res
     Ok(())
 }
 
-fn read(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, iovs: i32, n: i32, at: Option<u64>, out: i32) -> Result<(), i32> {
+fn read(
+    m: &mut Mem<'_>,
+    ctx: &mut Ctx,
+    fd: i32,
+    iovs: i32,
+    n: i32,
+    at: Option<u64>,
+    out: i32,
+) -> Result<(), i32> {
     let iov = m.iovecs(iovs, n)?;
     let file;
     let borrowed;
@@ -604,8 +817,18 @@ fn read(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, iovs: i32, n: i32, at: Option<u
     m.put_u32(out, total as u32)
 }
 
-fn readdir(m: &mut Mem<'_>, ctx: &mut Ctx, fd: i32, buf: i32, len: i32, cookie: u64, out: i32) -> Result<(), i32> {
-    let Handle::Dir(dir) = ctx.handle(fd)? else { return Err(errno::NOTDIR) };
+fn readdir(
+    m: &mut Mem<'_>,
+    ctx: &mut Ctx,
+    fd: i32,
+    buf: i32,
+    len: i32,
+    cookie: u64,
+    out: i32,
+) -> Result<(), i32> {
+    let Handle::Dir(dir) = ctx.handle(fd)? else {
+        return Err(errno::NOTDIR);
+    };
     let dir = dir.clone();
     let mut entries = alloc::vec![(String::from("."), true), (String::from(".."), true)];
     if TmpFs::covers(&dir) {
@@ -647,7 +870,11 @@ fn tmp_op(
     if TmpFs::covers(&path) {
         return op(&mut ctx.tmp, &path).map_err(tmp_errno);
     }
-    Err(if exists(ctx, &path) { errno::ROFS } else { errno::NOENT })
+    Err(if exists(ctx, &path) {
+        errno::ROFS
+    } else {
+        errno::NOENT
+    })
 }
 
 fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
@@ -655,7 +882,16 @@ fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
     linker.func_wrap(
         M,
         "path_open",
-        |mut c: Caller<'_, Ctx>, dirfd: i32, _lf: i32, p: i32, pl: i32, oflags: i32, rights: i64, _ri: i64, fdflags: i32, out: i32| {
+        |mut c: Caller<'_, Ctx>,
+         dirfd: i32,
+         _lf: i32,
+         p: i32,
+         pl: i32,
+         oflags: i32,
+         rights: i64,
+         _ri: i64,
+         fdflags: i32,
+         out: i32| {
             code(with(&mut c, |m, ctx| {
                 let path = resolve(m, ctx, dirfd, p, pl)?;
                 if oflags & OFLAG_CREAT != 0 && oflags & OFLAG_EXCL != 0 && exists(ctx, &path) {
@@ -667,40 +903,72 @@ fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             }))
         },
     )?;
-    linker.func_wrap(M, "path_filestat_get", |mut c: Caller<'_, Ctx>, dirfd: i32, _f: i32, p: i32, pl: i32, out: i32| {
-        code(with(&mut c, |m, ctx| {
-            let path = resolve(m, ctx, dirfd, p, pl)?;
-            if TmpFs::covers(&path) {
-                if ctx.tmp.is_dir(&path) {
-                    return filestat(m, out, FILETYPE_DIR, 0, inode(&path));
+    linker.func_wrap(
+        M,
+        "path_filestat_get",
+        |mut c: Caller<'_, Ctx>, dirfd: i32, _f: i32, p: i32, pl: i32, out: i32| {
+            code(with(&mut c, |m, ctx| {
+                let path = resolve(m, ctx, dirfd, p, pl)?;
+                if TmpFs::covers(&path) {
+                    if ctx.tmp.is_dir(&path) {
+                        return filestat(m, out, FILETYPE_DIR, 0, inode(&path));
+                    }
+                    let data = ctx.tmp.file(&path).ok_or(errno::NOENT)?;
+                    let size = data.borrow().len() as u64;
+                    return filestat(m, out, FILETYPE_FILE, size, data.as_ptr() as u64);
                 }
-                let data = ctx.tmp.file(&path).ok_or(errno::NOENT)?;
-                let size = data.borrow().len() as u64;
-                return filestat(m, out, FILETYPE_FILE, size, data.as_ptr() as u64);
-            }
-            match ctx.tree.lookup(&path) {
-                Some(Node::File(d)) => filestat(m, out, FILETYPE_FILE, d.len() as u64, inode(&path)),
-                Some(Node::Dir) => filestat(m, out, FILETYPE_DIR, 0, inode(&path)),
-                Some(Node::Special(_)) => filestat(m, out, FILETYPE_FILE, 0, inode(&path)),
-                None => Err(errno::NOENT),
-            }
-        }))
-    })?;
-    linker.func_wrap(M, "path_readlink", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32, _b: i32, _bl: i32, _o: i32| {
-        code(with(&mut c, |m, ctx| {
-            let path = resolve(m, ctx, dirfd, p, pl)?;
-            Err(if exists(ctx, &path) { errno::INVAL } else { errno::NOENT })
-        }))
-    })?;
-    linker.func_wrap(M, "path_create_directory", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
-        code(with(&mut c, |m, ctx| tmp_op(m, ctx, dirfd, p, pl, TmpFs::mkdir)))
-    })?;
-    linker.func_wrap(M, "path_remove_directory", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
-        code(with(&mut c, |m, ctx| tmp_op(m, ctx, dirfd, p, pl, TmpFs::rmdir)))
-    })?;
-    linker.func_wrap(M, "path_unlink_file", |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
-        code(with(&mut c, |m, ctx| tmp_op(m, ctx, dirfd, p, pl, TmpFs::unlink)))
-    })?;
+                match ctx.tree.lookup(&path) {
+                    Some(Node::File(d)) => {
+                        filestat(m, out, FILETYPE_FILE, d.len() as u64, inode(&path))
+                    }
+                    Some(Node::Dir) => filestat(m, out, FILETYPE_DIR, 0, inode(&path)),
+                    Some(Node::Special(_)) => filestat(m, out, FILETYPE_FILE, 0, inode(&path)),
+                    None => Err(errno::NOENT),
+                }
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "path_readlink",
+        |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32, _b: i32, _bl: i32, _o: i32| {
+            code(with(&mut c, |m, ctx| {
+                let path = resolve(m, ctx, dirfd, p, pl)?;
+                Err(if exists(ctx, &path) {
+                    errno::INVAL
+                } else {
+                    errno::NOENT
+                })
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "path_create_directory",
+        |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
+            code(with(&mut c, |m, ctx| {
+                tmp_op(m, ctx, dirfd, p, pl, TmpFs::mkdir)
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "path_remove_directory",
+        |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
+            code(with(&mut c, |m, ctx| {
+                tmp_op(m, ctx, dirfd, p, pl, TmpFs::rmdir)
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "path_unlink_file",
+        |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
+            code(with(&mut c, |m, ctx| {
+                tmp_op(m, ctx, dirfd, p, pl, TmpFs::unlink)
+            }))
+        },
+    )?;
     linker.func_wrap(
         M,
         "path_filestat_set_times",
@@ -715,20 +983,36 @@ fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             }))
         },
     )?;
-    linker.func_wrap(M, "path_link", |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::NOTSUP)?;
-    linker.func_wrap(M, "path_rename", |mut c: Caller<'_, Ctx>, fd: i32, p: i32, pl: i32, fd2: i32, p2: i32, pl2: i32| {
-        code(with(&mut c, |m, ctx| {
-            let from = resolve(m, ctx, fd, p, pl)?;
-            let to = resolve(m, ctx, fd2, p2, pl2)?;
-            match (TmpFs::covers(&from), TmpFs::covers(&to)) {
-                (true, true) => ctx.tmp.rename(&from, &to).map_err(tmp_errno),
-                (true, false) | (false, true) if !exists(ctx, &from) => Err(errno::NOENT),
-                // Across file systems, as rename(2) would say.
-                (true, false) | (false, true) => Err(18),
-                (false, false) => Err(if exists(ctx, &from) { errno::ROFS } else { errno::NOENT }),
-            }
-        }))
-    })?;
-    linker.func_wrap(M, "path_symlink", |_: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS)?;
+    linker.func_wrap(
+        M,
+        "path_link",
+        |_: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| errno::NOTSUP,
+    )?;
+    linker.func_wrap(
+        M,
+        "path_rename",
+        |mut c: Caller<'_, Ctx>, fd: i32, p: i32, pl: i32, fd2: i32, p2: i32, pl2: i32| {
+            code(with(&mut c, |m, ctx| {
+                let from = resolve(m, ctx, fd, p, pl)?;
+                let to = resolve(m, ctx, fd2, p2, pl2)?;
+                match (TmpFs::covers(&from), TmpFs::covers(&to)) {
+                    (true, true) => ctx.tmp.rename(&from, &to).map_err(tmp_errno),
+                    (true, false) | (false, true) if !exists(ctx, &from) => Err(errno::NOENT),
+                    // Across file systems, as rename(2) would say.
+                    (true, false) | (false, true) => Err(18),
+                    (false, false) => Err(if exists(ctx, &from) {
+                        errno::ROFS
+                    } else {
+                        errno::NOENT
+                    }),
+                }
+            }))
+        },
+    )?;
+    linker.func_wrap(
+        M,
+        "path_symlink",
+        |_: i32, _: i32, _: i32, _: i32, _: i32| errno::ROFS,
+    )?;
     Ok(())
 }
