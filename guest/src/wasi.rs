@@ -942,33 +942,21 @@ fn add_path_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             }))
         },
     )?;
-    linker.func_wrap(
-        M,
-        "path_create_directory",
-        |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
-            code(with(&mut c, |m, ctx| {
-                tmp_op(m, ctx, dirfd, p, pl, TmpFs::mkdir)
-            }))
-        },
-    )?;
-    linker.func_wrap(
-        M,
-        "path_remove_directory",
-        |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
-            code(with(&mut c, |m, ctx| {
-                tmp_op(m, ctx, dirfd, p, pl, TmpFs::rmdir)
-            }))
-        },
-    )?;
-    linker.func_wrap(
-        M,
-        "path_unlink_file",
-        |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
-            code(with(&mut c, |m, ctx| {
-                tmp_op(m, ctx, dirfd, p, pl, TmpFs::unlink)
-            }))
-        },
-    )?;
+    type TreeOp = fn(&mut TmpFs, &str) -> Result<(), TmpError>;
+    let tree_ops: [(&str, TreeOp); 3] = [
+        ("path_create_directory", TmpFs::mkdir),
+        ("path_remove_directory", TmpFs::rmdir),
+        ("path_unlink_file", TmpFs::unlink),
+    ];
+    for (name, op) in tree_ops {
+        linker.func_wrap(
+            M,
+            name,
+            move |mut c: Caller<'_, Ctx>, dirfd: i32, p: i32, pl: i32| {
+                code(with(&mut c, |m, ctx| tmp_op(m, ctx, dirfd, p, pl, op)))
+            },
+        )?;
+    }
     linker.func_wrap(
         M,
         "path_filestat_set_times",
