@@ -558,33 +558,10 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         |mut c: Caller<'_, Ctx>, fd: i32, off: i64, whence: i32, out: i32| {
             code(with(&mut c, |m, ctx| {
                 let pos = match ctx.handle(fd)? {
-                    Handle::File { data, pos } => {
-                        let base = match whence {
-                            0 => 0i64,
-                            1 => *pos as i64,
-                            2 => data.len() as i64,
-                            _ => return Err(errno::INVAL),
-                        };
-                        let new = base
-                            .checked_add(off)
-                            .filter(|p| *p >= 0)
-                            .ok_or(errno::INVAL)?;
-                        *pos = new as u64;
-                        new as u64
-                    }
+                    Handle::File { data, pos } => seek(pos, data.len(), off, whence)?,
                     Handle::Tmp { data, pos, .. } => {
-                        let base = match whence {
-                            0 => 0i64,
-                            1 => *pos as i64,
-                            2 => data.borrow().len() as i64,
-                            _ => return Err(errno::INVAL),
-                        };
-                        let new = base
-                            .checked_add(off)
-                            .filter(|p| *p >= 0)
-                            .ok_or(errno::INVAL)?;
-                        *pos = new as u64;
-                        new as u64
+                        let len = data.borrow().len();
+                        seek(pos, len, off, whence)?
                     }
                     Handle::Sink(s) => s.len,
                     Handle::Dir(_) => return Err(errno::ISDIR),
@@ -774,6 +751,22 @@ fn tmp_resize(ctx: &mut Ctx, fd: i32, size: Option<u64>, grow_only: bool) -> Res
         data.borrow_mut().resize(size, 0);
     }
     Ok(())
+}
+
+/// Moves a file position as `fd_seek` asks (`whence`: set, current, end).
+fn seek(pos: &mut u64, len: usize, off: i64, whence: i32) -> Result<u64, i32> {
+    let base = match whence {
+        0 => 0i64,
+        1 => *pos as i64,
+        2 => len as i64,
+        _ => return Err(errno::INVAL),
+    };
+    let new = base
+        .checked_add(off)
+        .filter(|p| *p >= 0)
+        .ok_or(errno::INVAL)?;
+    *pos = new as u64;
+    Ok(*pos)
 }
 
 fn read(

@@ -82,8 +82,49 @@ pub(crate) fn memfd(name: &std::ffi::CStr, len: usize, flags: u32) -> Result<Own
     Ok(fd)
 }
 
+/// A mapping this process made, unmapped on drop (drop whatever uses its pages first: the
+/// pager handle, the VM).
+#[derive(Debug)]
+pub struct Mapping {
+    addr: HostAddr,
+    len: usize,
+}
+
+impl Mapping {
+    /// mmap(2) `len` bytes of `fd` (or anonymous memory when `fd` is -1) read-write.
+    pub(crate) fn new(len: usize, flags: i32, fd: i32) -> Result<Mapping, HugeError> {
+        Ok(Mapping {
+            addr: map(len, flags, fd)?,
+            len,
+        })
+    }
+
+    /// Start of the mapping.
+    pub fn addr(&self) -> HostAddr {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: mmap rejects zero).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping this value owns; its users are gone (see the
+        // type's doc) and nothing else holds references into it.
+        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
+    }
+}
+
 /// mmap(2) `len` bytes of `fd` (or anonymous memory when `fd` is -1) read-write.
-pub(crate) fn map(len: usize, flags: i32, fd: i32) -> Result<HostAddr, HugeError> {
+fn map(len: usize, flags: i32, fd: i32) -> Result<HostAddr, HugeError> {
     // SAFETY: a new mapping at an address the kernel chooses; it overlaps nothing we own.
     let p = unsafe {
         libc::mmap(
@@ -109,8 +150,7 @@ pub(crate) fn map(len: usize, flags: i32, fd: i32) -> Result<HostAddr, HugeError
 #[derive(Debug)]
 pub struct HugeMemfd {
     fd: OwnedFd,
-    addr: HostAddr,
-    len: usize,
+    map: Mapping,
 }
 
 impl HugeMemfd {
@@ -129,23 +169,23 @@ impl HugeMemfd {
             len,
             libc::MFD_HUGETLB | libc::MFD_HUGE_2MB,
         )?;
-        let addr = map(len, libc::MAP_SHARED, fd.as_raw_fd())?;
-        Ok(HugeMemfd { fd, addr, len })
+        let map = Mapping::new(len, libc::MAP_SHARED, fd.as_raw_fd())?;
+        Ok(HugeMemfd { fd, map })
     }
 
     /// Start of the mapping.
     pub fn addr(&self) -> HostAddr {
-        self.addr
+        self.map.addr()
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Whether the mapping is empty (never: create rejects zero).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.map.is_empty()
     }
 
     /// The memfd (for a KVM memslot that wants an fd, or to map it again).
@@ -155,7 +195,7 @@ impl HugeMemfd {
 
     /// Copies `data` into the memory at `offset` (hugetlbfs has no `write(2)`).
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), HugeError> {
-        let end = offset.checked_add(data.len()).filter(|&e| e <= self.len);
+        let end = offset.checked_add(data.len()).filter(|&e| e <= self.len());
         if end.is_none() {
             return Err(HugeError::CheckLength(offset.saturating_add(data.len())));
         }
@@ -165,7 +205,7 @@ impl HugeMemfd {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),
-                self.addr.offset(offset).as_ptr() as *mut u8,
+                self.addr().offset(offset).as_ptr() as *mut u8,
                 data.len(),
             )
         };
@@ -188,7 +228,7 @@ impl HugeMemfd {
         // SAFETY: the mapping is `len` bytes, live while `self` is, and `&mut self`
         // makes this the only reference into it until the slice's borrow ends.
         let all =
-            unsafe { std::slice::from_raw_parts_mut(self.addr.as_ptr() as *mut u8, self.len) };
+            unsafe { std::slice::from_raw_parts_mut(self.addr().as_ptr() as *mut u8, self.len()) };
         let pieces = parking_lot::Mutex::new(all.chunks_mut(piece_len.max(1)).enumerate());
         let failed = std::sync::atomic::AtomicBool::new(false);
         let work = || -> Result<(), E> {
@@ -213,19 +253,10 @@ impl HugeMemfd {
     }
 }
 
-impl Drop for HugeMemfd {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping this value created; no references into it outlive
-        // the value (the pager's handle must be dropped first, see Pager::start).
-        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
-    }
-}
-
 /// Anonymous memory aligned to 2 MiB with MADV_HUGEPAGE (transparent huge pages).
 #[derive(Debug)]
 pub struct ThpRegion {
-    addr: HostAddr,
-    len: usize,
+    map: Mapping,
 }
 
 impl ThpRegion {
@@ -249,11 +280,13 @@ impl ThpRegion {
             libc::munmap(HostAddr(start + len).as_ptr(), tail);
         }
         let region = ThpRegion {
-            addr: HostAddr(start),
-            len,
+            map: Mapping {
+                addr: HostAddr(start),
+                len,
+            },
         };
         // SAFETY: advice on the mapping this function owns.
-        if unsafe { libc::madvise(region.addr.as_ptr(), len, libc::MADV_HUGEPAGE) } != 0 {
+        if unsafe { libc::madvise(region.addr().as_ptr(), len, libc::MADV_HUGEPAGE) } != 0 {
             return Err(HugeError::Madvise(io::Error::last_os_error()));
         }
         Ok(region)
@@ -261,24 +294,17 @@ impl ThpRegion {
 
     /// Start of the mapping (2 MiB aligned).
     pub fn addr(&self) -> HostAddr {
-        self.addr
+        self.map.addr()
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Whether the mapping is empty (never: create rejects zero).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Drop for ThpRegion {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the aligned mapping this value owns.
-        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
+        self.map.is_empty()
     }
 }
 

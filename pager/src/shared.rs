@@ -15,8 +15,8 @@
 //!   cache when the filler first touches it, before its bytes are complete, so a clone must not
 //!   map a present page before the fill finished; the MINOR event makes it wait for the lock.
 
-use crate::huge::{map, memfd, HugeError, HUGE_PAGE_SIZE};
-use crate::{HostAddr, SMALL_PAGE_SIZE};
+use crate::huge::{memfd, HugeError, Mapping, HUGE_PAGE_SIZE};
+use crate::SMALL_PAGE_SIZE;
 use parking_lot::Mutex;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -52,7 +52,7 @@ pub struct SharedImage {
     len: usize,
     hugetlb: bool,
     /// Unregistered MAP_SHARED mapping of the whole memfd, written only by `fill`.
-    filler: HostAddr,
+    filler: Mapping,
     filled: Vec<AtomicU64>,
     locks: Vec<Mutex<()>>,
 }
@@ -81,8 +81,8 @@ impl SharedImage {
             0
         };
         let fd = memfd(c"thaw-shared-image", len, flags).map_err(SharedError::CreateImage)?;
-        let filler =
-            map(len, libc::MAP_SHARED, fd.as_raw_fd()).map_err(SharedError::CreateImage)?;
+        let filler = Mapping::new(len, libc::MAP_SHARED, fd.as_raw_fd())
+            .map_err(SharedError::CreateImage)?;
         let pages = len / page;
         Ok(SharedImage {
             fd,
@@ -138,16 +138,12 @@ impl SharedImage {
     /// private huge page per page for copy-on-write at mmap time; without free huge pages a
     /// clone's write then gets SIGBUS, so keep a reserve for the pages clones write.)
     pub fn map_private(&self) -> Result<PrivateMapping, SharedError> {
-        let addr = map(
+        Mapping::new(
             self.len,
             libc::MAP_PRIVATE | libc::MAP_NORESERVE,
             self.fd.as_raw_fd(),
         )
-        .map_err(SharedError::MapPrivate)?;
-        Ok(PrivateMapping {
-            addr,
-            len: self.len,
-        })
+        .map_err(SharedError::MapPrivate)
     }
 
     fn range_filled(&self, off: usize, len: usize) -> bool {
@@ -183,7 +179,8 @@ impl SharedImage {
         // lock while the range is unfilled; clones map unfilled pages only after this returns
         // (their MINOR/MISSING faults wait in `fill` on the same lock), so nothing else reads
         // or writes these bytes while the slice exists.
-        let dst = unsafe { std::slice::from_raw_parts_mut((self.filler.0 + off) as *mut u8, len) };
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut((self.filler.addr().0 + off) as *mut u8, len) };
         let data = match read(dst) {
             Ok(data) => data,
             Err(e) => return Ok(Err(e)),
@@ -213,44 +210,9 @@ impl SharedImage {
     }
 }
 
-impl Drop for SharedImage {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the filler mapping this value created; clones' mappings are
-        // separate and keep the memfd's pages alive on their own.
-        unsafe { libc::munmap(self.filler.as_ptr(), self.len) };
-    }
-}
-
-/// One clone's `MAP_PRIVATE` view of a [`SharedImage`]; unmapped on drop.
-#[derive(Debug)]
-pub struct PrivateMapping {
-    addr: HostAddr,
-    len: usize,
-}
-
-impl PrivateMapping {
-    /// Start of the mapping (use as the KVM memslot's userspace_addr).
-    pub fn addr(&self) -> HostAddr {
-        self.addr
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the mapping is empty (never).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Drop for PrivateMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping this value created (drop the pager handle first).
-        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
-    }
-}
+/// One clone's `MAP_PRIVATE` view of a [`SharedImage`]; unmapped on drop (drop the pager
+/// handle first).
+pub type PrivateMapping = Mapping;
 
 #[cfg(test)]
 mod tests {

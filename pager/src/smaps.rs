@@ -113,20 +113,20 @@ mod tests {
     #[test]
     fn test_mapping_memory_counts_touched_private_pages() {
         let len = 64 * 4096;
-        let addr = crate::huge::map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1).unwrap();
+        let map = crate::Mapping::new(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1).unwrap();
+        let addr = map.addr();
         // SAFETY: a fresh private anonymous mapping of `len` bytes owned by this test.
         unsafe { std::ptr::write_bytes(addr.0 as *mut u8, 1, len / 2) };
         let m = mapping_memory(addr, len).unwrap();
         assert!(m.rss_kib >= 128 && m.private_kib >= 128, "{m:?}");
-        // SAFETY: unmaps the mapping created above.
-        unsafe { libc::munmap(addr.as_ptr(), len) };
     }
 
     #[test]
     fn test_present_blocks_sees_which_blocks_were_touched() {
         let block = 64 * 1024;
         let len = 8 * block;
-        let addr = crate::huge::map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1).unwrap();
+        let map = crate::Mapping::new(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1).unwrap();
+        let addr = map.addr();
         for b in [1usize, 5] {
             // SAFETY: one byte inside the fresh private mapping of `len` bytes above.
             unsafe { std::ptr::write_volatile((addr.0 + b * block + 3 * 4096) as *mut u8, 7) };
@@ -134,7 +134,5 @@ mod tests {
         let present = present_blocks(addr, len, block).unwrap();
         let want: Vec<bool> = (0..8).map(|b| b == 1 || b == 5).collect();
         assert_eq!(present, want);
-        // SAFETY: unmaps the mapping created above.
-        unsafe { libc::munmap(addr.as_ptr(), len) };
     }
 }

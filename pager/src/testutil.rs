@@ -24,24 +24,22 @@ pub fn with_timeout<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send +
 pub struct AnonMap {
     pub addr: HostAddr,
     pub len: usize,
+    _map: crate::Mapping,
 }
 
 impl AnonMap {
     pub fn new(len: usize) -> AnonMap {
-        let addr = crate::huge::map(
+        let map = crate::Mapping::new(
             len,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
         )
         .unwrap();
-        AnonMap { addr, len }
-    }
-}
-
-impl Drop for AnonMap {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` created.
-        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
+        AnonMap {
+            addr: map.addr(),
+            len,
+            _map: map,
+        }
     }
 }
 
