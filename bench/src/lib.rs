@@ -116,7 +116,8 @@ fn open_worker(cfg: &BenchConfig) -> anyhow::Result<Worker> {
     Ok(Worker::from_parts(runtime, store, data))
 }
 
-fn werr(e: thaw_worker::WorkerError) -> anyhow::Error {
+/// A worker error as an anyhow error carrying its whole cause chain.
+pub(crate) fn werr(e: thaw_worker::WorkerError) -> anyhow::Error {
     anyhow::anyhow!(thaw_worker::error::error_chain(&e))
 }
 

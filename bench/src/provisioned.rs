@@ -88,7 +88,7 @@ async fn one_request(
     .await
     .context("invoke thread")?;
     lease.release(out.is_ok());
-    let out = out.map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    let out = out.map_err(crate::werr)?;
     if out.function_error {
         bail!("the handler failed: {}", String::from_utf8_lossy(&out.body));
     }
@@ -111,9 +111,7 @@ pub fn run(
     mut tick: impl FnMut(),
 ) -> anyhow::Result<Vec<Sample>> {
     let worker = ctx.worker();
-    let snap = worker
-        .open_snapshot(id, None)
-        .map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    let snap = worker.open_snapshot(id, None).map_err(crate::werr)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -179,9 +179,7 @@ fn invoke_ok(
     instance: &mut Instance,
     req: &InvokeRequest,
 ) -> anyhow::Result<thaw_worker::InvokeOutcome> {
-    let out = instance
-        .invoke(req)
-        .map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    let out = instance.invoke(req).map_err(crate::werr)?;
     if out.function_error {
         bail!("the handler failed: {}", String::from_utf8_lossy(&out.body));
     }
@@ -196,9 +194,7 @@ pub fn measure_restore(ctx: &Ctx, id: &SnapshotId, mode: MemoryMode) -> anyhow::
         ctx.evict(&worker, id)?;
     }
     let t_open = Instant::now();
-    let snap = worker
-        .open_snapshot(id, None)
-        .map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    let snap = worker.open_snapshot(id, None).map_err(crate::werr)?;
     let open = t_open.elapsed();
     // 3.
     let t0 = Instant::now();
@@ -289,9 +285,7 @@ pub fn measure_warm(
     mut tick: impl FnMut(),
 ) -> anyhow::Result<Vec<Sample>> {
     let worker = ctx.worker();
-    let snap = worker
-        .open_snapshot(id, None)
-        .map_err(|e| anyhow::anyhow!(thaw_worker::error::error_chain(&e)))?;
+    let snap = worker.open_snapshot(id, None).map_err(crate::werr)?;
     let (mut instance, _) = worker
         .restore(&snap, mode)
         .map_err(|e| anyhow::anyhow!("restore: {}", thaw_worker::error::error_chain(&e)))?;
