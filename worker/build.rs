@@ -17,6 +17,7 @@ fn main() {
         "build.rs",
         ".cargo/config.toml",
         "../abi/src",
+        "../guestfs/src",
     ] {
         println!("cargo:rerun-if-changed={}", guest.join(p).display());
     }

@@ -16,7 +16,9 @@
 #![forbid(unsafe_code)]
 
 /// Version of this ABI; the guest reports it in [`BootInfo`]-checked `Ready`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
+
+pub mod net;
 
 /// The I/O port the guest writes a [`Hypercall`] number to.
 pub const HYPERCALL_PORT: u16 = 0x0ca1;
@@ -94,6 +96,9 @@ pub enum Hypercall {
     /// The runtime reached a named phase (`PhaseMailbox`); the VMM timestamps it
     /// and resumes the guest at once.
     Phase = 6,
+    /// A socket operation ([`net::NetMailbox`]); the VMM resumes the guest when
+    /// it is done.
+    Net = 7,
 }
 
 impl Hypercall {
@@ -105,6 +110,7 @@ impl Hypercall {
             3 => Self::Response,
             4 => Self::Abort,
             6 => Self::Phase,
+            7 => Self::Net,
             _ => return None,
         })
     }
@@ -352,7 +358,8 @@ pub mod files {
 const _: () = {
     use layout::*;
     assert!(ELF_END <= BOOT_INFO);
-    assert!(MAILBOXES + 7 * 0x1000 <= LOG);
+    assert!(MAILBOXES + 8 * 0x1000 <= LOG);
+    assert!(core::mem::size_of::<net::NetMailbox>() <= 0x1000);
     assert!(LOG + LOG_SIZE <= REQUEST);
     assert!(REQUEST + REQUEST_SIZE <= RESPONSE);
     assert!(REQUEST_SIZE - REQUEST_PAYLOAD_OFFSET >= MAX_PAYLOAD);
@@ -401,6 +408,7 @@ mod tests {
             Hypercall::Response,
             Hypercall::Abort,
             Hypercall::Phase,
+            Hypercall::Net,
         ] {
             assert_eq!(Hypercall::from_u32(h as u32), Some(h));
         }

@@ -1,5 +1,6 @@
 //! Hypercalls: one `out` to `HYPERCALL_PORT` per call, arguments in the call's own
 //! mailbox page. The `out` is a full exit to the VMM (~28 us here), so callers batch.
+use thaw_abi::net::NetMailbox;
 use thaw_abi::{
     layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, PhaseMailbox, ResponseKind,
     ResponseMailbox, ABORT_MESSAGE_MAX, HYPERCALL_PORT, NEXT_HAS_RESPONSE, NEXT_RESPONSE_TRUNCATED,
@@ -40,6 +41,9 @@ pub struct NextInvocation {
     pub payload_len: u64,
     pub clock: Clock,
     pub seed: [u8; 32],
+    /// The first invocation after a restore: host objects (sockets) of the
+    /// snapshotted VM do not exist here.
+    pub restored: bool,
 }
 
 /// A response waiting to ride on the next `Next` call: `(kind, len, truncated)`.
@@ -85,6 +89,54 @@ pub fn next(log_len: u64) -> NextInvocation {
         payload_len: m.payload_len,
         clock: m.clock,
         seed: m.seed,
+        restored: m.restored != 0,
+    }
+}
+
+/// What a `Net` call answered: the result, output bytes, message length.
+pub struct NetAnswer {
+    pub result: i64,
+    pub out_len: u64,
+    pub message_len: u64,
+}
+
+/// One `Net` call (see `thaw_abi::net`); only the header fields travel, the
+/// message stays in the mailbox ([`net_message`]).
+pub fn net(op: u32, handle: u32, args: [u64; 3], buf: u64, len: u64) -> NetAnswer {
+    let mb = Hypercall::Net.mailbox() as *mut NetMailbox;
+    // SAFETY: the Net mailbox is one mapped 4 KiB page holding a NetMailbox
+    // (size checked at compile time in thaw_abi); the guest is single-threaded
+    // and the VMM touches it only during the `out` below. `addr_of_mut!` writes
+    // single fields without forming a reference to the whole mailbox.
+    unsafe {
+        core::ptr::addr_of_mut!((*mb).op).write_volatile(op);
+        core::ptr::addr_of_mut!((*mb).handle).write_volatile(handle);
+        core::ptr::addr_of_mut!((*mb).args).write_volatile(args);
+        core::ptr::addr_of_mut!((*mb).buf).write_volatile(buf);
+        core::ptr::addr_of_mut!((*mb).len).write_volatile(len);
+    }
+    call(Hypercall::Net);
+    // SAFETY: as above; the VMM filled these fields before resuming us.
+    unsafe {
+        NetAnswer {
+            result: core::ptr::addr_of!((*mb).result).read_volatile(),
+            out_len: core::ptr::addr_of!((*mb).out_len).read_volatile(),
+            message_len: core::ptr::addr_of!((*mb).message_len)
+                .read_volatile()
+                .min(thaw_abi::net::MESSAGE_MAX as u64),
+        }
+    }
+}
+
+/// The message of the last `Net` call (`len` from its answer, capped).
+pub fn net_message(len: u64) -> alloc::vec::Vec<u8> {
+    let mb = Hypercall::Net.mailbox() as *const NetMailbox;
+    let len = (len as usize).min(thaw_abi::net::MESSAGE_MAX);
+    // SAFETY: the message array lies inside the mapped mailbox page and `len` is
+    // capped at its size; the bytes are plain data the VMM wrote.
+    unsafe {
+        let at = core::ptr::addr_of!((*mb).message) as *const u8;
+        core::slice::from_raw_parts(at, len).to_vec()
     }
 }
 

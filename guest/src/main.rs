@@ -23,6 +23,7 @@ mod engine;
 mod hc;
 mod heap;
 mod log;
+mod net;
 mod platform;
 mod rng;
 mod vfs;

@@ -3,6 +3,7 @@
 //! stdout/stderr go to the invocation log;
 //! clocks come from the TSC; `random_get` from the reseeded CSPRNG. Every pointer
 //! the module passes is checked against its linear memory (bad ones get `EFAULT`).
+use crate::net;
 use crate::vfs::{normalize, Node, Sink, Special, TmpData, TmpError, TmpFs, Tree};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -20,6 +21,8 @@ mod errno {
     pub const NOSPC: i32 = 51;
     pub const NOTDIR: i32 = 54;
     pub const NOTEMPTY: i32 = 55;
+    pub const NOSYS: i32 = 52;
+    pub const NOTSOCK: i32 = 57;
     pub const NOTSUP: i32 = 58;
     pub const ROFS: i32 = 69;
     pub const SPIPE: i32 = 70;
@@ -28,6 +31,7 @@ mod errno {
 const FILETYPE_CHAR: u8 = 2;
 const FILETYPE_DIR: u8 = 3;
 const FILETYPE_FILE: u8 = 4;
+const FILETYPE_SOCKET_STREAM: u8 = 6;
 const OFLAG_CREAT: i32 = 1;
 const OFLAG_DIRECTORY: i32 = 2;
 const OFLAG_EXCL: i32 = 4;
@@ -70,6 +74,10 @@ enum Handle {
         pos: u64,
         append: bool,
     },
+    /// A socket (a host object, see `net`).
+    Socket(net::Sock),
+    /// `/run/thaw/net`: the reply to the last request written.
+    NetControl(Vec<u8>),
 }
 
 /// Raised by `proc_exit` to unwind out of the module.
@@ -95,6 +103,8 @@ pub struct Ctx {
     env: Vec<Vec<u8>>,
     /// Header and payload lengths of the current invocation.
     current: (u64, u64),
+    /// The last socket token handed out (`net::Sock::token`).
+    next_token: u64,
 }
 
 impl Ctx {
@@ -111,6 +121,7 @@ impl Ctx {
             args,
             env,
             current: (0, 0),
+            next_token: 1 << 40,
         }
     }
 
@@ -118,6 +129,18 @@ impl Ctx {
         self.fds
             .get_mut(fd as usize)
             .and_then(|h| h.as_mut())
+            .ok_or(errno::BADF)
+    }
+
+    /// The socket a control request names.
+    fn socket(&mut self, token: u64) -> Result<&mut net::Sock, i32> {
+        self.fds
+            .iter_mut()
+            .flatten()
+            .find_map(|h| match h {
+                Handle::Socket(s) if s.token == token => Some(s),
+                _ => None,
+            })
             .ok_or(errno::BADF)
     }
 
@@ -149,6 +172,12 @@ impl Mem<'_> {
     fn bytes_mut(&mut self, ptr: i32, len: usize) -> Result<&mut [u8], i32> {
         let r = self.range(ptr, len)?;
         Ok(&mut self.0[r])
+    }
+    /// The guest address of `len` bytes at `ptr` (guest virtual = physical, so
+    /// the VMM can fill or read linear memory in place).
+    fn addr(&mut self, ptr: i32, len: usize) -> Result<u64, i32> {
+        let r = self.range(ptr, len)?;
+        Ok(self.0.as_mut_ptr() as u64 + r.start as u64)
     }
     fn u32(&self, ptr: i32) -> Result<u32, i32> {
         let b = self.bytes(ptr, 4)?;
@@ -326,6 +355,14 @@ fn open(
                     crate::log::taken();
                     crate::clock::set_anchor(next.clock);
                     crate::rng::reseed(&next.seed);
+                    if next.restored {
+                        // Sockets of the snapshotted VM do not exist in this one.
+                        for h in ctx.fds.iter_mut().flatten() {
+                            if let Handle::Socket(sock) = h {
+                                sock.dead = true;
+                            }
+                        }
+                    }
                     let cap = thaw_abi::layout::REQUEST_PAYLOAD_OFFSET;
                     ctx.current = (
                         next.header_len.min(cap),
@@ -340,6 +377,11 @@ fn open(
                 Special::Phase(id) => {
                     crate::hc::phase(id);
                     &[]
+                }
+                Special::NetControl => return Ok(Handle::NetControl(Vec::new())),
+                Special::Socket => {
+                    ctx.next_token += 1;
+                    return Ok(Handle::Socket(net::Sock::unbound(ctx.next_token)));
                 }
                 _ => return Err(errno::INVAL),
             };
@@ -417,7 +459,9 @@ pub fn add_to_linker(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         M,
         "poll_oneoff",
         |mut c: Caller<'_, Ctx>, subs: i32, events: i32, n: i32, out: i32| {
-            code(with(&mut c, |m, _| poll_oneoff(m, subs, events, n, out)))
+            code(with(&mut c, |m, ctx| {
+                poll_oneoff(m, ctx, subs, events, n, out)
+            }))
         },
     )?;
     add_fd_calls(linker)?;
@@ -445,40 +489,223 @@ fn sock_arity(name: &str) -> usize {
     }
 }
 
-/// `poll_oneoff`: only clock subscriptions (sleep) are meaningful here; the guest
-/// has no interrupts, so it spins on the TSC until the earliest deadline.
-fn poll_oneoff(m: &mut Mem<'_>, subs: i32, events: i32, n: i32, out: i32) -> Result<(), i32> {
+/// `poll_oneoff`: clocks (sleep), and readiness of fds: sockets are polled on the
+/// host (one `POLL` that also sleeps until the earliest clock), every other fd is
+/// always ready. Without a network host the guest spins on the TSC instead.
+///
+/// Steps:
+/// 1. Read the subscriptions: the earliest clock deadline, socket entries, and
+///    fds that are ready at once (files, dead sockets, bad fds with an error).
+/// 2. Wait: on the host when there are sockets or a clock (nothing ready yet),
+///    else not at all.
+/// 3. Report the clocks that expired and the fds that are ready.
+fn poll_oneoff(
+    m: &mut Mem<'_>,
+    ctx: &mut Ctx,
+    subs: i32,
+    events: i32,
+    n: i32,
+    out: i32,
+) -> Result<(), i32> {
     if n <= 0 {
         return Err(errno::INVAL);
     }
+    const CLOCK: u8 = 0;
+    const FD_READ: u8 = 1;
+    const FD_WRITE: u8 = 2;
+    // 1. Subscriptions: (userdata, tag, clock deadline or fd readiness).
+    struct Sub {
+        userdata: u64,
+        tag: u8,
+        deadline: u64,
+        entry: Option<usize>,
+        error: u16,
+        ready: bool,
+    }
     let now = crate::clock::monotonic_ns();
-    let mut wake = u64::MAX;
+    let mut wake: Option<u64> = None;
+    let mut list: Vec<Sub> = Vec::with_capacity(n as usize);
+    let mut entries: Vec<thaw_abi::net::PollEntry> = Vec::new();
     for i in 0..n {
-        let s = m.bytes(subs.wrapping_add(i * 48), 48)?;
-        if s[8] == 0 {
-            let timeout = u64::from_le_bytes(s[24..32].try_into().map_err(|_| errno::FAULT)?);
-            let abs = u16::from_le_bytes([s[40], s[41]]) & 1 != 0;
-            let deadline = if abs {
-                crate::clock::monotonic_ns().max(timeout)
-            } else {
-                now.saturating_add(timeout)
-            };
-            wake = wake.min(deadline);
-        } else {
-            wake = now;
+        let s = m.bytes(subs.wrapping_add(i.wrapping_mul(48)), 48)?;
+        let userdata = u64::from_le_bytes(s[..8].try_into().map_err(|_| errno::FAULT)?);
+        let tag = s[8];
+        let mut sub = Sub {
+            userdata,
+            tag,
+            deadline: 0,
+            entry: None,
+            error: 0,
+            ready: false,
+        };
+        match tag {
+            CLOCK => {
+                let timeout = u64::from_le_bytes(s[24..32].try_into().map_err(|_| errno::FAULT)?);
+                let abs = u16::from_le_bytes([s[40], s[41]]) & 1 != 0;
+                sub.deadline = if abs {
+                    timeout
+                } else {
+                    now.saturating_add(timeout)
+                };
+                wake = Some(wake.map_or(sub.deadline, |w: u64| w.min(sub.deadline)));
+            }
+            FD_READ | FD_WRITE => {
+                let fd = u32::from_le_bytes(s[16..20].try_into().map_err(|_| errno::FAULT)?);
+                match ctx.handle(fd as i32) {
+                    Ok(Handle::Socket(net::Sock {
+                        host: Some(host),
+                        dead: false,
+                        ..
+                    })) => {
+                        let handle = *host;
+                        sub.entry = Some(entries.len());
+                        entries.push(thaw_abi::net::PollEntry {
+                            handle,
+                            events: if tag == FD_READ {
+                                thaw_abi::net::POLLIN
+                            } else {
+                                thaw_abi::net::POLLOUT
+                            },
+                            revents: 0,
+                        });
+                    }
+                    Ok(_) => sub.ready = true,
+                    Err(e) => {
+                        sub.ready = true;
+                        sub.error = e as u16;
+                    }
+                }
+            }
+            _ => {
+                sub.ready = true;
+                sub.error = errno::INVAL as u16;
+            }
+        }
+        list.push(sub);
+    }
+    // 2. Wait.
+    let any_ready = list.iter().any(|s| s.ready);
+    let deadline = if any_ready { Some(now) } else { wake };
+    if !entries.is_empty() || (deadline.is_some() && !any_ready) {
+        match net::poll(&mut entries, deadline) {
+            Ok(_) => {}
+            Err(e) if e == net::wasi::NOSYS && entries.is_empty() => {
+                while deadline.is_some_and(|d| crate::clock::monotonic_ns() < d) {
+                    core::hint::spin_loop();
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
-    while wake != u64::MAX && crate::clock::monotonic_ns() < wake {
-        core::hint::spin_loop();
-    }
-    for i in 0..n {
-        let s = m.bytes(subs.wrapping_add(i * 48), 48)?.to_vec();
+    // 3. Events.
+    let now = crate::clock::monotonic_ns();
+    let mut count = 0i32;
+    for sub in &list {
+        let (ready, flags) = match (sub.tag, sub.entry) {
+            (CLOCK, _) => (now >= sub.deadline, 0u16),
+            (_, Some(i)) => {
+                let r = entries[i].revents;
+                let hup = r & thaw_abi::net::POLLHUP != 0;
+                (r != 0, u16::from(hup))
+            }
+            _ => (sub.ready, 0),
+        };
+        if !ready {
+            continue;
+        }
         let mut ev = [0u8; 32];
-        ev[..8].copy_from_slice(&s[..8]);
-        ev[10] = s[8];
-        m.put(events.wrapping_add(i * 32), &ev)?;
+        ev[..8].copy_from_slice(&sub.userdata.to_le_bytes());
+        ev[8..10].copy_from_slice(&sub.error.to_le_bytes());
+        ev[10] = sub.tag;
+        if sub.tag != CLOCK {
+            ev[16..24].copy_from_slice(&1u64.to_le_bytes());
+            ev[24..26].copy_from_slice(&flags.to_le_bytes());
+        }
+        m.put(events.wrapping_add(count.wrapping_mul(32)), &ev)?;
+        count += 1;
     }
-    m.put_u32(out, n as u32)
+    m.put_u32(out, count as u32)
+}
+
+/// Sends the iovecs to a socket (stops at the first short send).
+fn write_socket(m: &mut Mem<'_>, sock: &net::Sock, iovs: i32, n: i32, out: i32) -> Result<(), i32> {
+    let mut total = 0usize;
+    for (p, len) in m.iovecs(iovs, n)? {
+        if len == 0 {
+            continue;
+        }
+        let addr = m.addr(p, len)?;
+        match net::send(sock, addr, len) {
+            Ok(k) => {
+                total += k;
+                if k < len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    m.put_u32(out, total as u32)
+}
+
+/// Serves one request written to `/run/thaw/net` (see `net`); returns the reply.
+fn control(ctx: &mut Ctx, bytes: &[u8]) -> Vec<u8> {
+    use thaw_abi::net::op;
+    let Some(req) = net::Request::parse(bytes) else {
+        return net::reply(-i64::from(errno::INVAL), b"short network request", &[]);
+    };
+    match req.op {
+        op::SOCKET | op::SOCKETPAIR => {
+            // SOCKET binds a socket fd to a new host socket; SOCKETPAIR binds the
+            // sockets named by the token and a0 to the two ends of a pair.
+            let second = (req.op == op::SOCKETPAIR).then_some(req.args[0]);
+            for token in core::iter::once(req.token).chain(second) {
+                match ctx.socket(token) {
+                    Ok(s) if s.host.is_none() => {}
+                    Ok(_) => return net::reply(-i64::from(net::wasi::ISCONN), &[], &[]),
+                    Err(e) => return net::reply(-i64::from(e), &[], &[]),
+                }
+            }
+            if second == Some(req.token) {
+                return net::reply(-i64::from(errno::INVAL), &[], &[]);
+            }
+            let tokens = (req.token, second.unwrap_or(0));
+            match net::create(req.op, req.args, tokens) {
+                Ok((a, b)) => {
+                    if let Ok(s) = ctx.socket(req.token) {
+                        *s = a;
+                    }
+                    if let (Some(token), Some(b)) = (second, b) {
+                        if let Ok(s) = ctx.socket(token) {
+                            *s = b;
+                        }
+                    }
+                    net::reply(0, &[], &[])
+                }
+                Err((r, msg)) => net::reply(r, &msg, &[]),
+            }
+        }
+        op::RESOLVE => net::resolve(&req),
+        net::CTL_SETTIMEOUT => match ctx.socket(req.token) {
+            Ok(sock) => {
+                sock.timeout_ns = match req.args[0] {
+                    u64::MAX => None,
+                    us => Some(us.saturating_mul(1000)),
+                };
+                net::reply(0, &[], &[])
+            }
+            Err(e) => net::reply(-i64::from(e), &[], &[]),
+        },
+        code => match (net::passthrough(code, &req.args), ctx.socket(req.token)) {
+            (Some(cap), Ok(sock)) => {
+                let sock = *sock;
+                net::run(&sock, &req, cap)
+            }
+            (Some(_), Err(e)) => net::reply(-i64::from(e), &[], &[]),
+            (None, _) => net::reply(-i64::from(errno::NOSYS), b"unknown network request", &[]),
+        },
+    }
 }
 
 fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
@@ -488,6 +715,24 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         "fd_write",
         |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, out: i32| {
             code(with(&mut c, |m, ctx| {
+                match ctx.handle(fd)? {
+                    Handle::Socket(sock) => {
+                        let sock = *sock;
+                        return write_socket(m, &sock, iovs, n, out);
+                    }
+                    Handle::NetControl(_) => {
+                        let mut request = Vec::new();
+                        for (p, len) in m.iovecs(iovs, n)? {
+                            request.extend_from_slice(m.bytes(p, len)?);
+                        }
+                        let reply = control(ctx, &request);
+                        if let Handle::NetControl(r) = ctx.handle(fd)? {
+                            *r = reply;
+                        }
+                        return m.put_u32(out, request.len() as u32);
+                    }
+                    _ => {}
+                }
                 let mut total = 0u32;
                 for (p, len) in m.iovecs(iovs, n)? {
                     let data = m.bytes(p, len)?;
@@ -548,6 +793,10 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 s.send();
                 errno::SUCCESS
             }
+            Some(Handle::Socket(sock)) => {
+                net::close(&sock);
+                errno::SUCCESS
+            }
             Some(_) => errno::SUCCESS,
             None => errno::BADF,
         }
@@ -589,9 +838,11 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 let (ty, rights) = match ctx.handle(fd)? {
                     Handle::Stdin | Handle::Log => (FILETYPE_CHAR, u64::MAX),
                     Handle::Dir(_) => (FILETYPE_DIR, u64::MAX),
-                    Handle::File { .. } | Handle::Sink(_) | Handle::Tmp { .. } => {
-                        (FILETYPE_FILE, u64::MAX)
-                    }
+                    Handle::File { .. }
+                    | Handle::Sink(_)
+                    | Handle::Tmp { .. }
+                    | Handle::NetControl(_) => (FILETYPE_FILE, u64::MAX),
+                    Handle::Socket(_) => (FILETYPE_SOCKET_STREAM, u64::MAX),
                 };
                 let append = matches!(ctx.handle(fd)?, Handle::Tmp { append: true, .. });
                 let mut st = [0u8; 24];
@@ -631,6 +882,8 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                         data.borrow().len() as u64,
                         data.as_ptr() as u64,
                     ),
+                    Handle::Socket(sock) => (FILETYPE_SOCKET_STREAM, 0, sock.token),
+                    Handle::NetControl(_) => (FILETYPE_FILE, 0, 2),
                 };
                 filestat(m, out, ty, size, ino)
             }))
@@ -783,6 +1036,25 @@ fn read(
     let borrowed;
     let (data, pos): (&[u8], &mut u64) = match ctx.handle(fd)? {
         Handle::Stdin => return m.put_u32(out, 0),
+        Handle::Socket(sock) => {
+            let sock = *sock;
+            let Some(&(p, len)) = iov.iter().find(|(_, len)| *len > 0) else {
+                return m.put_u32(out, 0);
+            };
+            let addr = m.addr(p, len)?;
+            let got = net::recv(&sock, addr, len)?;
+            return m.put_u32(out, got as u32);
+        }
+        Handle::NetControl(reply) => {
+            let reply = core::mem::take(reply);
+            let mut done = 0usize;
+            for (p, len) in iov {
+                let k = len.min(reply.len() - done);
+                m.put(p, &reply[done..done + k])?;
+                done += k;
+            }
+            return m.put_u32(out, done as u32);
+        }
         Handle::File { data, pos } => (*data, pos),
         Handle::Tmp { data, pos, .. } => {
             file = data.clone();

@@ -12,7 +12,10 @@ import sys
 import time
 import traceback
 
+import _thaw_compat
 import snapshot_restore_py  # imported at init so restores do not pay for it
+
+_thaw_compat.install()
 
 RUN = "/run/thaw/"
 
@@ -45,14 +48,25 @@ def _write(name, body):
         os.close(fd)
 
 
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except BaseException:  # a hostile __str__ must not take the runtime down
+        return "<str() of the %s raised>" % type(exc).__name__
+
+
 def _error_body(exc, error_type=None):
     # Lambda shows the user's frames, not the runtime's.
-    tb = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("/var/runtime/")]
+    try:
+        tb = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("/var/runtime/")]
+        stack = traceback.format_list(tb)
+    except BaseException:
+        stack = []
     return {
-        "errorMessage": str(exc),
+        "errorMessage": _safe_str(exc),
         "errorType": error_type or type(exc).__name__,
         "requestId": "",
-        "stackTrace": traceback.format_list(tb),
+        "stackTrace": stack,
     }
 
 
@@ -127,18 +141,18 @@ def _init():
 def _invoke(handler, header, raw):
     try:
         event = json.loads(raw) if raw else {}
-    except ValueError as e:
-        return "error", {"errorMessage": "Unable to parse event: %s" % e, "errorType": "Runtime.InvalidEvent", "requestId": "", "stackTrace": []}
+    except (ValueError, RecursionError) as e:
+        return "error", {"errorMessage": "Unable to parse event: %s" % _safe_str(e), "errorType": "Runtime.InvalidEvent", "requestId": "", "stackTrace": []}
     try:
         result = handler(event, LambdaContext(header))
-    except Exception as e:
+    except BaseException as e:  # KeyboardInterrupt, SystemExit too: the instance stays warm
         body = _error_body(e)
         _log_error(body)
         return "error", body
     try:
         return "response", json.dumps(result).encode()
-    except (TypeError, ValueError) as e:
-        body = {"errorMessage": "Unable to marshal response: %s" % e, "errorType": "Runtime.MarshalError", "requestId": "", "stackTrace": []}
+    except BaseException as e:
+        body = {"errorMessage": "Unable to marshal response: %s" % _safe_str(e), "errorType": "Runtime.MarshalError", "requestId": "", "stackTrace": []}
         _log_error(body)
         return "error", body
 
@@ -190,6 +204,7 @@ def main():
     while True:
         header = json.loads(_read("next"))
         raw = _read("event")
+        _thaw_compat.set_request_id(header.get("request_id", ""))
         failed = _after_restore() if header.get("restored") else None
         if failed is not None:
             kind, body = "error", failed

@@ -10,6 +10,7 @@ pub mod elf;
 pub mod error;
 pub mod kick;
 pub mod memory;
+pub mod net;
 pub mod setup;
 pub mod state;
 pub mod vm;
@@ -17,6 +18,7 @@ pub mod vm;
 pub use error::VmError;
 pub use kick::{Deadline, Kicker};
 pub use memory::{Backing, GuestAddress, GuestRam, HostAddr};
+pub use net::{NetCall, NetHost, NetReply};
 pub use vm::{GuestEvent, NextInput, Response, Vm, VmConfig};
 
 /// True when this machine can run VMs.

@@ -313,6 +313,7 @@ impl Pod for thaw_abi::BootInfo {}
 impl Pod for thaw_abi::LogMailbox {}
 impl Pod for thaw_abi::NextMailbox {}
 impl Pod for thaw_abi::ResponseMailbox {}
+impl Pod for thaw_abi::net::NetMailbox {}
 impl Pod for thaw_abi::AbortMailbox {}
 impl Pod for thaw_abi::PhaseMailbox {}
 

@@ -65,7 +65,7 @@ pub struct Vm {
     /// Kept open for the VM's life (dropped first: fields drop in order).
     _vm: VmFd,
     vcpu: VcpuFd,
-    ram: GuestRam,
+    pub(crate) ram: GuestRam,
     kicker: Kicker,
     log: Vec<u8>,
     /// The hypercall the vCPU is stopped in, if any.
@@ -79,6 +79,8 @@ pub struct Vm {
     tsc_offset: i64,
     /// Phases the guest reported, with host timestamps.
     phases: Vec<(u32, std::time::Instant)>,
+    /// The host serving the guest's sockets ([`crate::net`]); `None`: no network.
+    pub(crate) net: Option<Box<dyn crate::net::NetHost>>,
 }
 
 fn kvm_err(f: fn(std::io::Error) -> VmError) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -151,6 +153,7 @@ impl Vm {
             avx,
             tsc_offset: 0,
             phases: Vec::new(),
+            net: None,
         })
     }
 
@@ -259,6 +262,9 @@ impl Vm {
                 len: input.header.len() as u64,
                 max: layout::REQUEST_PAYLOAD_OFFSET,
             });
+        }
+        if let Some(net) = self.net.as_mut() {
+            net.begin_invocation();
         }
         self.ram.write(layout::REQUEST, input.header)?;
         self.ram.write(
@@ -377,6 +383,16 @@ impl Vm {
                 }
                 other => return Err(VmError::GuestExit(format!("unexpected exit {other:?}"))),
             };
+            if call == Hypercall::Net {
+                // Served here because it needs the slice end; a slice that ran
+                // out while the host waited ends here (KVM completes the `out` on
+                // the next KVM_RUN, from whichever thread resumes the VM).
+                self.net_call(end)?;
+                if over(end) && !self.kicker.stopped() {
+                    return Ok(None);
+                }
+                continue;
+            }
             if let Some(event) = self.hypercall(call)? {
                 self.pending = Some(call);
                 return Ok(Some(event));
@@ -458,6 +474,9 @@ impl Vm {
                 }
                 Ok(None)
             }
+            Hypercall::Net => Err(VmError::GuestHypercall(
+                "network call outside the run loop".into(),
+            )),
             Hypercall::Abort => {
                 let m: AbortMailbox = self.ram.read_obj(mb)?;
                 let _ = self.collect_log(m.log_len);

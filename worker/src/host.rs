@@ -44,6 +44,8 @@ pub struct Worker {
     store: Store,
     data: DataDir,
     lazy: Arc<crate::lazy::LazyCaches>,
+    /// Egress policy and TLS roots for instances whose spec names none.
+    net: thaw_net::NetContext,
 }
 
 /// How an instance came to be.
@@ -79,6 +81,7 @@ impl Worker {
             store,
             data,
             lazy: Arc::new(lazy_caches(&runtime2)),
+            net: crate::net::deny_all(),
         })
     }
 
@@ -91,6 +94,7 @@ impl Worker {
             store,
             data,
             lazy: Arc::new(lazy_caches(&runtime2)),
+            net: crate::net::deny_all(),
         }
     }
 
@@ -110,6 +114,7 @@ impl Worker {
             store: self.store.clone(),
             data: self.data.clone(),
             lazy: Arc::new(lazy),
+            net: self.net.clone(),
         }
     }
 
@@ -117,6 +122,27 @@ impl Worker {
     /// state of a running service; benchmarks and tests wait for it).
     pub fn wait_module_images(&self) {
         self.lazy.modules.wait_built();
+    }
+
+    /// Sets the egress policy of every instance this worker boots or restores
+    /// (unless a spec names its own).
+    pub fn set_net(&mut self, net: thaw_net::NetContext) {
+        self.net = net;
+    }
+
+    /// The egress policy instances get by default.
+    pub fn net(&self) -> &thaw_net::NetContext {
+        &self.net
+    }
+
+    /// `spec` with the worker's network when it names none.
+    fn with_net(&self, spec: Arc<FunctionSpec>) -> Arc<FunctionSpec> {
+        if spec.net.is_some() {
+            return spec;
+        }
+        let mut s = (*spec).clone();
+        s.net = Some(self.net.clone());
+        Arc::new(s)
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -133,7 +159,7 @@ impl Worker {
 
     /// Cold boot + init (the `boot` mode).
     pub fn boot(&self, spec: Arc<FunctionSpec>) -> Result<(Instance, BootTimings), WorkerError> {
-        Instance::boot(&self.runtime, spec)
+        Instance::boot(&self.runtime, self.with_net(spec))
     }
 
     /// Boots, inits and snapshots a function version; it becomes the current snapshot.
@@ -142,7 +168,8 @@ impl Worker {
         spec: &FunctionSpec,
     ) -> Result<(SnapshotId, SnapshotTimings), WorkerError> {
         spec.code.check_handler(&spec.handler)?;
-        take_snapshot(&self.runtime, &self.store, spec)
+        let spec = self.with_net(Arc::new(spec.clone()));
+        take_snapshot(&self.runtime, &self.store, &spec)
     }
 
     /// The current snapshot of a function version, if any.
@@ -176,7 +203,8 @@ impl Worker {
             return Ok((i, StartTimings::Boot(t)));
         }
         let t0 = Instant::now();
-        let (i, mut t) = restore(&self.store, snap, mode, &self.data.images(), &self.lazy)?;
+        let (mut i, mut t) = restore(&self.store, snap, mode, &self.data.images(), &self.lazy)?;
+        i.attach_net(&self.net);
         t.total = t0.elapsed();
         Ok((i, StartTimings::Restore(t)))
     }

@@ -36,6 +36,9 @@ pub struct FunctionSpec {
     pub code: FunctionCode,
     /// `on-demand`, `provisioned-concurrency` or `snap-start`.
     pub initialization_type: String,
+    /// The egress policy and TLS roots its sockets use; `None`: the worker's
+    /// (which denies all egress unless configured).
+    pub net: Option<thaw_net::NetContext>,
 }
 
 impl FunctionSpec {
@@ -52,6 +55,7 @@ impl FunctionSpec {
             region: "us-east-1".into(),
             code,
             initialization_type: "on-demand".into(),
+            net: None,
         }
     }
 
@@ -200,6 +204,8 @@ impl Instance {
         let mut vm = Vm::new(&VmConfig {
             memory_bytes: ram_size,
         })?;
+        let net = spec.net.clone().unwrap_or_else(crate::net::deny_all);
+        vm.set_net(Box::new(thaw_net::Sockets::new(&net)));
         timings.vm_create = t0.elapsed();
 
         let t1 = Instant::now();
@@ -289,6 +295,12 @@ impl Instance {
             fresh_restore: true,
             init_log: Vec::new(),
         }
+    }
+
+    /// Gives the instance fresh sockets under `net`'s policy (a restored VM has
+    /// none: sockets never survive a snapshot).
+    pub fn attach_net(&mut self, net: &thaw_net::NetContext) {
+        self.vm.set_net(Box::new(thaw_net::Sockets::new(net)));
     }
 
     /// Pager statistics of a lazily restored instance.

@@ -10,6 +10,7 @@ pub mod function;
 pub mod host;
 pub mod instance;
 pub mod lazy;
+pub mod net;
 pub mod restore;
 pub mod runtime;
 pub mod snapshot;

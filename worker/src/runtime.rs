@@ -15,6 +15,24 @@ pub static PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstra
 /// The SnapStart hooks module, at `/var/runtime/snapshot_restore_py.py`.
 pub static PYTHON_HOOKS: &str = include_str!("../../runtimes/python/snapshot_restore_py.py");
 
+/// The rest of the Python runtime, at `/var/runtime/<name>`: what CPython for
+/// WASI lacks (sockets and TLS through the host, thread pools, Lambda logging).
+pub static PYTHON_LIBS: [(&str, &str); 4] = [
+    (
+        "_thaw_compat.py",
+        include_str!("../../runtimes/python/_thaw_compat.py"),
+    ),
+    (
+        "_thaw_socket.py",
+        include_str!("../../runtimes/python/_thaw_socket.py"),
+    ),
+    (
+        "_thaw_futures_thread.py",
+        include_str!("../../runtimes/python/_thaw_futures_thread.py"),
+    ),
+    ("ssl.py", include_str!("../../runtimes/python/ssl.py")),
+];
+
 /// File name of the CPython module under the runtime directory.
 pub const PYTHON_WASM: &str = "python-3.12.0.wasm";
 
@@ -46,19 +64,24 @@ impl Runtime {
         })?;
         let engine = guest_engine()?;
         let module = compile_cached(&engine, &wasm, cache_dir)?;
+        let libs = PYTHON_LIBS
+            .iter()
+            .map(|(name, text)| (format!("var/runtime/{name}"), text.as_bytes().to_vec()));
         Ok(Self {
             name: "python3.12",
             module,
-            files: vec![
-                (
-                    "var/runtime/bootstrap.py".into(),
-                    PYTHON_BOOTSTRAP.as_bytes().to_vec(),
-                ),
-                (
-                    "var/runtime/snapshot_restore_py.py".into(),
-                    PYTHON_HOOKS.as_bytes().to_vec(),
-                ),
-            ],
+            files: libs
+                .chain([
+                    (
+                        "var/runtime/bootstrap.py".into(),
+                        PYTHON_BOOTSTRAP.as_bytes().to_vec(),
+                    ),
+                    (
+                        "var/runtime/snapshot_restore_py.py".into(),
+                        PYTHON_HOOKS.as_bytes().to_vec(),
+                    ),
+                ])
+                .collect(),
             argv: ["python3", "-u", "/var/runtime/bootstrap.py"]
                 .map(String::from)
                 .to_vec(),
