@@ -21,6 +21,15 @@
 //! max_attempts = 3                # 1 + Lambda's 2 retries on function error
 //! retry_delay_ms = 1000           # times the attempt number
 //! concurrency = 4
+//! [auth]                          # no credentials: anonymous, and only on loopback addresses
+//! credentials = [{ access_key_id = "AKID...", secret_access_key = "..." }]
+//! allow_anonymous = false         # true: serve unsigned requests on any address (no credentials)
+//! allow_unsigned_payload = false  # accept X-Amz-Content-Sha256: UNSIGNED-PAYLOAD (behind TLS)
+//! [timeouts]
+//! header_read_s = 60              # HTTP/1: a request head must be complete this long after the
+//!                                 # connection starts waiting for it (also ends idle keep-alives)
+//! idle_s = 60                     # both listeners: nothing read or written and no request in
+//!                                 # flight for this long closes the connection
 //! ```
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -73,6 +82,50 @@ pub struct Config {
     /// Async (Event) invocation executor.
     #[serde(rename = "async")]
     pub async_events: AsyncConfig,
+    /// Request authentication (SigV4 on HTTP, a bearer secret on gRPC).
+    pub auth: AuthConfig,
+    /// Connection timeouts of both listeners.
+    pub timeouts: TimeoutsConfig,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Key pairs clients sign with; empty means anonymous access.
+    pub credentials: Vec<CredentialConfig>,
+    /// Serve anonymously on non-loopback addresses (only meaningful with no credentials).
+    pub allow_anonymous: bool,
+    /// Accept `X-Amz-Content-Sha256: UNSIGNED-PAYLOAD` (bodies then are not covered by the
+    /// signature: only for a server behind TLS).
+    pub allow_unsigned_payload: bool,
+}
+
+/// One `[[auth.credentials]]` entry; `Debug` redacts the secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    pub access_key_id: String,
+    pub secret_access_key: crate::auth::Secret,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// HTTP/1 request heads must be complete this long after the connection waits for one.
+    pub header_read_s: u64,
+    /// A connection with nothing read or written and no request in flight is closed after this.
+    pub idle_s: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_s: 60,
+            idle_s: 60,
+        }
+    }
 }
 
 /// `[limits]`.
@@ -111,6 +164,8 @@ impl Default for Config {
             log_invocations: true,
             limits: LimitsConfig::default(),
             async_events: AsyncConfig::default(),
+            auth: AuthConfig::default(),
+            timeouts: TimeoutsConfig::default(),
         }
     }
 }
@@ -206,5 +261,20 @@ mod tests {
             0
         );
         assert!(Config::parse("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn test_auth_section_and_secrets_stay_out_of_debug() {
+        let c = Config::parse(
+            "[auth]\ncredentials = [{ access_key_id = \"AKID1\", secret_access_key = \"s3cr3t-value\" }]\n[timeouts]\nidle_s = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth.credentials[0].access_key_id, "AKID1");
+        assert_eq!(c.auth.credentials[0].secret_access_key.expose(), "s3cr3t-value");
+        assert!(!c.auth.allow_anonymous);
+        assert_eq!((c.timeouts.idle_s, c.timeouts.header_read_s), (5, 60));
+        let debug = format!("{c:?}");
+        assert!(debug.contains("AKID1") && !debug.contains("s3cr3t"), "{debug}");
+        assert!(Config::parse("[auth]\ncredentials = [{ access_key_id = \"A\" }]").is_err());
     }
 }

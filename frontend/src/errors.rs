@@ -35,6 +35,21 @@ pub enum ApiError {
     /// 500 `ServiceException`.
     #[error("{0}")]
     Service(String),
+    /// 403 `MissingAuthenticationTokenException`: the request is not signed.
+    #[error("{0}")]
+    MissingAuthenticationToken(String),
+    /// 400 `IncompleteSignatureException`: a malformed signature.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// 403 `UnrecognizedClientException`: an unknown access key.
+    #[error("{0}")]
+    UnrecognizedClient(String),
+    /// 403 `InvalidSignatureException`: a wrong or expired signature.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// 405 `UnknownOperationException`: the path exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
 }
 
 impl ApiError {
@@ -48,6 +63,11 @@ impl ApiError {
             Self::RequestTooLarge(_) => "RequestTooLargeException",
             Self::TooManyRequests(_) => "TooManyRequestsException",
             Self::Service(_) => "ServiceException",
+            Self::MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
+            Self::IncompleteSignature(_) => "IncompleteSignatureException",
+            Self::UnrecognizedClient(_) => "UnrecognizedClientException",
+            Self::InvalidSignature(_) => "InvalidSignatureException",
+            Self::MethodNotAllowed(_) => "UnknownOperationException",
         }
     }
 
@@ -60,6 +80,26 @@ impl ApiError {
             Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::IncompleteSignature(_) => StatusCode::BAD_REQUEST,
+            Self::MissingAuthenticationToken(_)
+            | Self::UnrecognizedClient(_)
+            | Self::InvalidSignature(_) => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The error for a response some layer below the handlers produced without one (an axum
+    /// rejection: a bad query string, an unknown method): its status and plain-text message.
+    pub fn from_plain(status: StatusCode, message: String) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::ResourceNotFound(message),
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed(message),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::RequestTooLarge(message),
+            StatusCode::TOO_MANY_REQUESTS => {
+                Self::TooManyRequests(ThrottleReason::ConcurrentInvocationLimitExceeded)
+            }
+            s if s.is_server_error() => Self::Service(message),
+            _ => Self::InvalidParameter(message),
         }
     }
 
@@ -74,6 +114,9 @@ impl ApiError {
                 serde_json::json!({"Reason": reason.as_str(), "Type": "User", "message": msg})
             }
             Self::Service(_) => serde_json::json!({"Type": "Service", "message": msg}),
+            Self::MissingAuthenticationToken(_)
+            | Self::IncompleteSignature(_)
+            | Self::InvalidSignature(_) => serde_json::json!({"message": msg}),
             _ => serde_json::json!({"Type": "User", "message": msg}),
         }
     }
@@ -88,6 +131,11 @@ impl ApiError {
             Self::RequestTooLarge(_) => Code::OutOfRange,
             Self::TooManyRequests(_) => Code::ResourceExhausted,
             Self::Service(_) => Code::Internal,
+            Self::MissingAuthenticationToken(_)
+            | Self::IncompleteSignature(_)
+            | Self::UnrecognizedClient(_)
+            | Self::InvalidSignature(_) => Code::Unauthenticated,
+            Self::MethodNotAllowed(_) => Code::Unimplemented,
         };
         let message = match self {
             Self::TooManyRequests(reason) => format!("Rate Exceeded. ({reason})"),
@@ -120,6 +168,24 @@ impl IntoResponse for ApiError {
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         e.to_status()
+    }
+}
+
+impl From<crate::auth::SigV4Error> for ApiError {
+    fn from(e: crate::auth::SigV4Error) -> Self {
+        use crate::auth::SigV4Error as S;
+        let msg = e.to_string();
+        match e {
+            S::Missing => Self::MissingAuthenticationToken(msg),
+            S::Incomplete(_) => Self::IncompleteSignature(msg),
+            S::UnknownKey => Self::UnrecognizedClient(msg),
+            S::Expired { .. }
+            | S::NotYetCurrent { .. }
+            | S::Scope(_)
+            | S::PayloadHash
+            | S::UnsignedPayload
+            | S::Mismatch => Self::InvalidSignature(msg),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod async_queue;
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod errors;
@@ -11,6 +12,7 @@ pub mod fake;
 pub mod grpc;
 pub mod http;
 pub mod lifecycle;
+pub mod listen;
 pub mod logs;
 pub mod metrics;
 pub mod names;

@@ -47,6 +47,8 @@ pub enum StartError {
     },
     #[error("starting the service")]
     Service(#[from] ServiceError),
+    #[error("refusing to serve anonymously on {addr}, which is not a loopback address: configure [auth] credentials, or set allow_anonymous = true under [auth]")]
+    AnonymousNotLoopback { addr: SocketAddr },
 }
 
 /// Running servers.
@@ -104,28 +106,34 @@ pub async fn start<B: Backend>(
             addr: config.grpc.clone(),
             source,
         })?;
+    let auth = crate::auth::Auth::from_config(&config.auth, &config.region);
+    if matches!(auth, crate::auth::Auth::Anonymous) && !config.auth.allow_anonymous {
+        if let Some(addr) = [http, grpc].into_iter().find(|a| !a.ip().is_loopback()) {
+            return Err(StartError::AnonymousNotLoopback { addr });
+        }
+    }
+    let timeouts = crate::listen::Timeouts::from(&config.timeouts);
     let (service, executor) = Service::start(config, backend, kv)?;
     let (stop, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let router = crate::http::router(Arc::clone(&service));
-    let http_task = tokio::spawn({
-        let rx = rx.clone();
-        async move {
-            if let Err(e) = axum::serve(http_listener, router)
-                .with_graceful_shutdown(stopped(rx))
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }
-    });
-    let grpc_server = GrpcService::server(Arc::clone(&service));
+    let http_task = tokio::spawn(crate::listen::serve_http(
+        http_listener,
+        router,
+        timeouts,
+        stopped(rx.clone()),
+    ));
+    let grpc_server = tonic::service::interceptor::InterceptedService::new(
+        GrpcService::server(Arc::clone(&service)),
+        auth,
+    );
     let grpc_task = tokio::spawn(async move {
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let incoming = crate::listen::grpc_incoming(grpc_listener, timeouts);
         let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(timeouts.idle / 2))
+            .http2_keepalive_timeout(Some(timeouts.idle / 2))
             .add_service(grpc_server)
             .serve_with_incoming_shutdown(incoming, stopped(rx))
             .await;

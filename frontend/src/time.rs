@@ -28,6 +28,17 @@ pub fn lambda_timestamp(ms: u64) -> String {
     )
 }
 
+/// Days since the epoch of a proleptic Gregorian date (Howard Hinnant's days-from-civil).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -50,5 +61,9 @@ mod tests {
             super::lambda_timestamp(1_709_251_199_123),
             "2024-02-29T23:59:59.123+0000"
         );
+        for days in [0, 59, 60, 365, 19_782, 20_000, 47_000] {
+            let (y, m, d) = super::civil_from_days(days);
+            assert_eq!(super::days_from_civil(y, m, d), days);
+        }
     }
 }

@@ -10,7 +10,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `thaw serve` child on free ports.
+/// The key pair the servers below are configured with.
+const KEY: &str = "AKIDSERVEKVM";
+const SECRET: &str = "serve-kvm/secret";
+
+/// A `thaw serve` child on free ports, requiring SigV4 with [`KEY`] / [`SECRET`].
 struct Server {
     child: Child,
     http: String,
@@ -23,9 +27,12 @@ impl Server {
         let shared = std::env::var_os("HOME")
             .map(|h| Path::new(&h).join(".thaw/cache/modules"))
             .filter(|p| p.is_dir());
-        let text = shared.map_or(String::new(), |p| {
+        let mut text = shared.map_or(String::new(), |p| {
             format!("module_cache = {:?}\n", p.display().to_string())
         });
+        text.push_str(&format!(
+            "[auth]\ncredentials = [{{ access_key_id = \"{KEY}\", secret_access_key = \"{SECRET}\" }}]\n"
+        ));
         std::fs::write(&config, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_thaw"))
             .args([
@@ -58,6 +65,11 @@ impl Server {
 
     fn addr(&self) -> std::net::SocketAddr {
         self.http.parse().unwrap()
+    }
+
+    /// A client that signs its requests.
+    fn client(&self) -> Http {
+        Http::signed(self.addr(), KEY, SECRET)
     }
 
     fn kill9(mut self) {
@@ -105,6 +117,8 @@ fn boto3_black_box() {
     let status = Command::new("python3")
         .arg(script)
         .arg(format!("http://{}", server.http))
+        .env("THAW_ACCESS_KEY_ID", KEY)
+        .env("THAW_SECRET_ACCESS_KEY", SECRET)
         .status()
         .unwrap();
     server.stop();
@@ -129,7 +143,7 @@ fn kill9_with_queued_events_then_restart_runs_them_all() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = Server::start(dir.path());
-    let http = Http::new(server.addr());
+    let http = server.client();
     rt.block_on(async {
         assert_eq!(
             http.post_json(
@@ -164,7 +178,7 @@ fn kill9_with_queued_events_then_restart_runs_them_all() {
     server.kill9();
 
     let server = Server::start(dir.path());
-    let http = Http::new(server.addr());
+    let http = server.client();
     rt.block_on(async {
         let m = String::from_utf8(http.get("/metrics").await.body).unwrap();
         assert_eq!(

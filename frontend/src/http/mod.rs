@@ -29,6 +29,7 @@ pub struct QualifierQuery {
 
 /// The HTTP API over `svc`.
 pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
+    let auth = crate::auth::Auth::from_config(&svc.config.auth, &svc.config.region);
     Router::new()
         .route(
             "/2015-03-31/functions",
@@ -84,12 +85,34 @@ pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { ApiError::ResourceNotFound("Unknown operation".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::map_response(add_request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::http_layer,
+        ))
+        .layer(axum::middleware::map_response(finish_response))
         .with_state(svc)
 }
 
-/// Every response carries `x-amzn-RequestId`.
-async fn add_request_id(mut resp: Response) -> Response {
+/// Every error response is Lambda's JSON shape with `x-amzn-ErrorType` (axum's own rejections,
+/// such as a malformed query string or an unknown method, arrive as plain text and are rewritten
+/// here); every response carries `x-amzn-RequestId`.
+async fn finish_response(resp: Response) -> Response {
+    let mut resp =
+        if resp.status().as_u16() >= 400 && !resp.headers().contains_key("x-amzn-errortype") {
+            let status = resp.status();
+            let text = match http_body_util::BodyExt::collect(resp.into_body()).await {
+                Ok(b) => String::from_utf8_lossy(&b.to_bytes()).trim().to_string(),
+                Err(_) => String::new(),
+            };
+            let text = if text.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                text
+            };
+            ApiError::from_plain(status, text).into_response()
+        } else {
+            resp
+        };
     if !resp.headers().contains_key("x-amzn-requestid") {
         if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
             resp.headers_mut().insert("x-amzn-requestid", v);

@@ -56,18 +56,33 @@ impl Resp {
     }
 }
 
-/// A keep-alive HTTP/1.1 client for one server.
+/// A keep-alive HTTP/1.1 client for one server; [`Http::signed`] signs every request (SigV4).
 #[derive(Clone)]
 pub struct Http {
     base: String,
+    host: String,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    credentials: Option<(String, thaw_frontend::auth::Secret)>,
 }
 
 impl Http {
     pub fn new(addr: std::net::SocketAddr) -> Self {
         Self {
             base: format!("http://{addr}"),
+            host: addr.to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            credentials: None,
+        }
+    }
+
+    /// A client that signs with `access_key_id` / `secret` for us-east-1.
+    pub fn signed(addr: std::net::SocketAddr, access_key_id: &str, secret: &str) -> Self {
+        Self {
+            credentials: Some((
+                access_key_id.into(),
+                thaw_frontend::auth::Secret::new(secret),
+            )),
+            ..Self::new(addr)
         }
     }
 
@@ -78,17 +93,33 @@ impl Http {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Resp {
+        let body: Bytes = body.into();
         let mut b = hyper::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base));
+            .uri(format!("{}{path}", self.base))
+            .header("host", &self.host);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = self
-            .client
-            .request(b.body(Full::new(body.into())).unwrap())
-            .await
-            .expect("HTTP request");
+        let mut request = b.body(Full::new(body.clone())).unwrap();
+        if let Some((key, secret)) = &self.credentials {
+            let uri = request.uri().clone();
+            let mut req = thaw_frontend::auth::sigv4::SignedRequestMut {
+                method,
+                path: uri.path(),
+                query: uri.query().unwrap_or(""),
+                headers: request.headers_mut(),
+            };
+            thaw_frontend::auth::sigv4::sign(
+                &mut req,
+                &body,
+                key,
+                secret,
+                "us-east-1",
+                std::time::SystemTime::now(),
+            );
+        }
+        let resp = self.client.request(request).await.expect("HTTP request");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp

@@ -2,7 +2,7 @@
 of examples/hello, publish a version, set provisioned concurrency and wait for READY, invoke
 (sync, Event, DryRun, Tail), see 429 with client retries disabled after reserving 0, delete.
 
-Usage: python3 test_boto3.py http://127.0.0.1:9000
+Usage: THAW_ACCESS_KEY_ID=... THAW_SECRET_ACCESS_KEY=... python3 test_boto3.py http://127.0.0.1:9000
 (frontend/tests/boto3_kvm.rs starts a server on free ports and runs this.)
 """
 import base64
@@ -26,8 +26,10 @@ NAME = "boto3-hello"
 
 def client(retries=None):
     cfg = Config(retries=retries) if retries else Config()
+    # The server verifies SigV4 signatures: sign with the key pair it was configured with.
     return boto3.client("lambda", endpoint_url=ENDPOINT, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x", config=cfg)
+                        aws_access_key_id=os.environ.get("THAW_ACCESS_KEY_ID", "x"),
+                        aws_secret_access_key=os.environ.get("THAW_SECRET_ACCESS_KEY", "x"), config=cfg)
 
 
 def example_zip():
