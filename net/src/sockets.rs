@@ -679,7 +679,11 @@ impl NetHost for Sockets {
             op::SHUTDOWN => self.shutdown(h, a[0]),
             op::CLOSE => self.close(h),
             op::POLL => self.poll(call.input, &d),
-            op::RESOLVE => self.resolve(call.input, a[0], call.out_cap),
+            // The name is the first `args[1]` bytes; the rest is room for answers.
+            op::RESOLVE => {
+                let n = usize::try_from(a[1]).map_or(call.input.len(), |n| n.min(call.input.len()));
+                self.resolve(&call.input[..n], a[0], call.out_cap)
+            }
             op::START_TLS => self.start_tls(h, call.input),
             op::HANDSHAKE => self.handshake(h, &d),
             op::GETOPT => self.getopt(h, a[0]),

@@ -212,7 +212,7 @@ def _resolve(host, family):
         raise gaierror(EAI_NONAME, "Name or service not known") from None
     if len(name) > 253:
         raise UnicodeError("label too long")
-    result, msg, out = _call(_RESOLVE, -1, family, data=name, room=16 << 10)
+    result, msg, out = _call(_RESOLVE, 0, family, data=name, room=16 << 10)
     _check(result, msg)
     return [a for a in out.decode().split("\n") if a]
 

@@ -9,6 +9,7 @@ mod hypercall_cost;
 mod inline;
 mod lazy;
 mod memory;
+mod network;
 mod payloads;
 mod snapshots;
 mod timeout;

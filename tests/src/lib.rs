@@ -2,6 +2,7 @@
 //! python runtime loaded once per test binary, small functions written from source,
 //! and boot/invoke shorthands over `thaw_worker`.
 #![forbid(unsafe_code)]
+pub mod net;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -17,7 +17,7 @@ pub static PYTHON_HOOKS: &str = include_str!("../../runtimes/python/snapshot_res
 
 /// The rest of the Python runtime, at `/var/runtime/<name>`: what CPython for
 /// WASI lacks (sockets and TLS through the host, thread pools, Lambda logging).
-pub static PYTHON_LIBS: [(&str, &str); 4] = [
+pub static PYTHON_LIBS: [(&str, &str); 6] = [
     (
         "_thaw_compat.py",
         include_str!("../../runtimes/python/_thaw_compat.py"),
@@ -31,6 +31,14 @@ pub static PYTHON_LIBS: [(&str, &str); 4] = [
         include_str!("../../runtimes/python/_thaw_futures_thread.py"),
     ),
     ("ssl.py", include_str!("../../runtimes/python/ssl.py")),
+    (
+        "multiprocessing/__init__.py",
+        include_str!("../../runtimes/python/multiprocessing/__init__.py"),
+    ),
+    (
+        "multiprocessing/managers.py",
+        include_str!("../../runtimes/python/multiprocessing/managers.py"),
+    ),
 ];
 
 /// File name of the CPython module under the runtime directory.
