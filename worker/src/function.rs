@@ -50,28 +50,48 @@ impl FunctionCode {
 
     /// Reads a zip archive held in memory (`Code.ZipFile`).
     pub fn from_zip(bytes: &[u8]) -> Result<Self, WorkerError> {
+        Self::from_zip_capped(bytes, MAX_CODE_BYTES)
+    }
+
+    /// [`FunctionCode::from_zip`] with at most `max` bytes unpacked in total.
+    ///
+    /// 1. The declared sizes are summed first, so an honest bomb is refused before inflating.
+    /// 2. Each entry is then read through a `take` of what is left of `max` (plus one byte to
+    ///    detect overflow), so headers that lie about sizes cannot make it inflate, or hold,
+    ///    more than `max + 1` bytes: the count is of bytes actually decompressed.
+    pub fn from_zip_capped(bytes: &[u8], max: u64) -> Result<Self, WorkerError> {
         let mut zip =
             zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(WorkerError::BadZip)?;
+        let mut declared = 0u64;
+        for i in 0..zip.len() {
+            let f = zip.by_index_raw(i).map_err(WorkerError::BadZip)?;
+            declared = declared.saturating_add(f.size());
+            if declared > max {
+                return Err(WorkerError::CodeTooLarge {
+                    size: declared,
+                    max,
+                });
+            }
+        }
         let mut code = Self::default();
         let mut total = 0u64;
         for i in 0..zip.len() {
-            let mut f = zip.by_index(i).map_err(WorkerError::BadZip)?;
+            let f = zip.by_index(i).map_err(WorkerError::BadZip)?;
             if f.is_dir() {
                 continue;
             }
             let Some(name) = clean_path(f.name())? else {
                 continue;
             };
-            total += f.size();
-            if total > MAX_CODE_BYTES {
-                return Err(WorkerError::CodeTooLarge {
-                    size: total,
-                    max: MAX_CODE_BYTES,
-                });
-            }
-            let mut data = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut data)
+            let left = max - total;
+            let mut data = Vec::with_capacity(f.size().min(left) as usize);
+            f.take(left + 1)
+                .read_to_end(&mut data)
                 .map_err(|e| WorkerError::BadZip(e.into()))?;
+            total += data.len() as u64;
+            if total > max {
+                return Err(WorkerError::CodeTooLarge { size: total, max });
+            }
             code.files.insert(name, data);
         }
         Ok(code)
@@ -214,6 +234,61 @@ mod tests {
             FunctionCode::from_zip(b"definitely not a zip"),
             Err(WorkerError::BadZip(_))
         ));
+    }
+
+    /// A zip whose one entry inflates to `real` bytes while its headers claim `claimed`.
+    fn lying_zip(real: usize, claimed: u32) -> Vec<u8> {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file("app.py", opts).unwrap();
+        let block = vec![b'#'; 1 << 20];
+        for _ in 0..real / block.len() {
+            w.write_all(&block).unwrap();
+        }
+        let mut z = w.finish().unwrap().into_inner();
+        // Local header: uncompressed size at +22; central directory entry: at +24.
+        let local = 0;
+        let central = z
+            .windows(4)
+            .position(|s| s == b"PK\x01\x02")
+            .expect("central directory");
+        let real32 = (real as u32).to_le_bytes();
+        assert_eq!(&z[local + 22..local + 26], &real32);
+        assert_eq!(&z[central + 24..central + 28], &real32);
+        z[local + 22..local + 26].copy_from_slice(&claimed.to_le_bytes());
+        z[central + 24..central + 28].copy_from_slice(&claimed.to_le_bytes());
+        z
+    }
+
+    #[test]
+    fn test_zip_bomb_with_lying_sizes_stops_at_the_cap() {
+        // 64 MiB of inflated code in a ~64 KiB zip that claims 100 bytes; a 1 MiB cap.
+        let bomb = lying_zip(64 << 20, 100);
+        assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+        let cap = 1 << 20;
+        let err = FunctionCode::from_zip_capped(&bomb, cap).unwrap_err();
+        match err {
+            // Stopped one byte past the cap: it never inflated (or held) the rest.
+            WorkerError::CodeTooLarge { size, max } => assert_eq!((size, max), (cap + 1, cap)),
+            other => panic!("{other}"),
+        }
+        // The same bomb against the real 250 MB limit is refused too, not unpacked to 64 MiB
+        // and accepted because its headers claim 100 bytes.
+        let small = lying_zip(300 << 20, 100);
+        assert!(matches!(
+            FunctionCode::from_zip(&small),
+            Err(WorkerError::CodeTooLarge { size, .. }) if size == MAX_CODE_BYTES + 1
+        ));
+        // Honest sizes over the cap are refused from the headers alone.
+        let honest = lying_zip(2 << 20, 2 << 20);
+        assert!(matches!(
+            FunctionCode::from_zip_capped(&honest, cap),
+            Err(WorkerError::CodeTooLarge { size, .. }) if size == 2 << 20
+        ));
+        // Under the cap, a lying header does not lose data.
+        let ok = FunctionCode::from_zip_capped(&lying_zip(1 << 20, 100), 2 << 20).unwrap();
+        assert_eq!(ok.files["app.py"].len(), 1 << 20);
     }
 
     #[test]
