@@ -10,6 +10,7 @@ mod inline;
 mod lazy;
 mod memory;
 mod network;
+mod packages;
 mod payloads;
 mod snapshots;
 mod timeout;
