@@ -82,11 +82,44 @@ impl LogSink {
         if !self.enabled {
             return;
         }
-        let mut buf = String::with_capacity(text.len() + 64);
-        for line in text.lines() {
-            buf.push_str(&format!("[{function}:{version}] {line}\n"));
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(prefixed(function, version, text).as_bytes());
+    }
+}
+
+/// `text` split at `\n` only, each line escaped ([`escape_line`]) and prefixed with
+/// `[function:version] `.
+pub fn prefixed(function: &str, version: &str, text: &str) -> String {
+    let mut buf = String::with_capacity(text.len() + 64);
+    for line in text.split_terminator('\n') {
+        buf.push_str(&format!("[{function}:{version}] "));
+        escape_line(line, &mut buf);
+        buf.push('\n');
+    }
+    buf
+}
+
+/// Appends `line` with everything that could end, rewrite or disguise a terminal line escaped as
+/// `\xNN` / `\u{NNNN}`: C0 controls but tab (CR, ESC, BS, ...), DEL, C1 controls (incl. NEL),
+/// the Unicode line and paragraph separators, and bidirectional overrides. A function's output
+/// thus stays on lines that start with its own prefix, under `tail -f` and `splitlines()` alike.
+pub fn escape_line(line: &str, out: &mut String) {
+    for c in line.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            '\u{80}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
         }
-        let _ = std::io::stdout().lock().write_all(buf.as_bytes());
     }
 }
 
@@ -94,6 +127,28 @@ impl LogSink {
 mod tests {
     use super::*;
     use base64::Engine;
+
+    #[test]
+    fn test_function_output_cannot_forge_another_functions_line() {
+        let forged = "ok\r[other:$LATEST] REPORT RequestId: x\u{2028}[other:1] END\u{1b}[2K\u{85}\u{2029}\u{202e}\\x1b\ttab\n\nlast";
+        let out = prefixed("f", "$LATEST", forged);
+        assert_eq!(
+            out,
+            "[f:$LATEST] ok\\x0d[other:$LATEST] REPORT RequestId: x\\u{2028}[other:1] END\\x1b[2K\\u{0085}\\u{2029}\\u{202e}\\x1b\ttab\n[f:$LATEST] \n[f:$LATEST] last\n"
+        );
+        // Every line any consumer splits out starts with the function's own prefix.
+        for line in out.lines() {
+            assert!(line.starts_with("[f:$LATEST] "), "{line:?}");
+        }
+        let python_splitlines = out.split([
+            '\n', '\r', '\u{b}', '\u{c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}',
+            '\u{2029}',
+        ]);
+        for line in python_splitlines.filter(|l| !l.is_empty()) {
+            assert!(line.starts_with("[f:$LATEST] "), "{line:?}");
+        }
+        assert!(!out.contains('\u{1b}'));
+    }
 
     #[test]
     fn test_report_line_and_tail() {
