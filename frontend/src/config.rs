@@ -86,6 +86,66 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Connection timeouts of both listeners.
     pub timeouts: TimeoutsConfig,
+    /// What functions may connect to (default: nothing).
+    pub egress: EgressConfig,
+    /// Credentials put in every function's environment (`AWS_ACCESS_KEY_ID`, ...),
+    /// as Lambda puts the execution role's: what the AWS SDK inside a function
+    /// signs with (e.g. to call thaw's own API). None by default.
+    pub function_credentials: Option<FunctionCredentials>,
+}
+
+/// `[function_credentials]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: crate::auth::Secret,
+    #[serde(default)]
+    pub session_token: Option<crate::auth::Secret>,
+}
+
+/// `[egress]`: outbound connections from functions, denied unless allowed here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressConfig {
+    /// `host:port` patterns: `127.0.0.1:8080`, `localhost:8443`,
+    /// `*.amazonaws.com:443`, `10.0.0.0/8:*`, `[::1]:80`.
+    pub allow: Vec<String>,
+    /// PEM certificates trusted in addition to the system roots.
+    pub ca_bundle: Option<PathBuf>,
+    /// Most sockets one instance may hold open.
+    pub max_sockets: usize,
+    /// Bytes one invocation may move through its sockets.
+    pub max_bytes_per_invocation: u64,
+    /// The counters `/metrics` shows (not read from the file).
+    #[serde(skip)]
+    pub stats: std::sync::Arc<thaw_net::NetStats>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        let net = thaw_net::NetConfig::default();
+        Self {
+            allow: net.allow,
+            ca_bundle: net.ca_bundle,
+            max_sockets: net.max_sockets,
+            max_bytes_per_invocation: net.max_bytes_per_invocation,
+            stats: net.stats,
+        }
+    }
+}
+
+impl EgressConfig {
+    /// The network context every instance of the service gets.
+    pub fn context(&self) -> Result<thaw_net::NetContext, thaw_net::NetConfigError> {
+        thaw_net::NetContext::new(&thaw_net::NetConfig {
+            allow: self.allow.clone(),
+            ca_bundle: self.ca_bundle.clone(),
+            max_sockets: self.max_sockets,
+            max_bytes_per_invocation: self.max_bytes_per_invocation,
+            stats: self.stats.clone(),
+        })
+    }
 }
 
 /// `[auth]`.
@@ -166,6 +226,8 @@ impl Default for Config {
             async_events: AsyncConfig::default(),
             auth: AuthConfig::default(),
             timeouts: TimeoutsConfig::default(),
+            egress: EgressConfig::default(),
+            function_credentials: None,
         }
     }
 }
@@ -270,11 +332,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.auth.credentials[0].access_key_id, "AKID1");
-        assert_eq!(c.auth.credentials[0].secret_access_key.expose(), "s3cr3t-value");
+        assert_eq!(
+            c.auth.credentials[0].secret_access_key.expose(),
+            "s3cr3t-value"
+        );
         assert!(!c.auth.allow_anonymous);
         assert_eq!((c.timeouts.idle_s, c.timeouts.header_read_s), (5, 60));
         let debug = format!("{c:?}");
-        assert!(debug.contains("AKID1") && !debug.contains("s3cr3t"), "{debug}");
+        assert!(
+            debug.contains("AKID1") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
         assert!(Config::parse("[auth]\ncredentials = [{ access_key_id = \"A\" }]").is_err());
     }
 }

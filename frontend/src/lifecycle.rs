@@ -83,6 +83,19 @@ impl<B: Backend> Service<B> {
         spec.timeout = Duration::from_secs(u64::from(cfg.timeout_s));
         spec.env = cfg.env.clone();
         spec.region = self.config.region.clone();
+        if let Some(c) = &self.config.function_credentials {
+            // Reserved keys (users cannot set them): the role credentials' slot.
+            spec.env
+                .insert("AWS_ACCESS_KEY_ID".into(), c.access_key_id.clone());
+            spec.env.insert(
+                "AWS_SECRET_ACCESS_KEY".into(),
+                c.secret_access_key.expose().to_string(),
+            );
+            if let Some(t) = &c.session_token {
+                spec.env
+                    .insert("AWS_SESSION_TOKEN".into(), t.expose().to_string());
+            }
+        }
         self.backend()
             .define(&cfg.function_version(), Arc::new(spec));
         Ok(())

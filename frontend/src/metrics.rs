@@ -243,3 +243,55 @@ impl Metrics {
         out
     }
 }
+
+/// Appends the egress counters (every instance's sockets add to them).
+pub fn render_net(out: &mut String, n: &thaw_net::NetStatsSnapshot) {
+    let rows: [(&str, &str, u64); 8] = [
+        (
+            "thaw_egress_connects_total",
+            "Outbound connects the egress policy allowed.",
+            n.connects,
+        ),
+        (
+            "thaw_egress_denied_total",
+            "Outbound connects the egress policy denied.",
+            n.denied,
+        ),
+        (
+            "thaw_egress_resolves_total",
+            "Host name resolutions for functions.",
+            n.resolves,
+        ),
+        (
+            "thaw_egress_resolves_denied_total",
+            "Name resolutions the policy refused.",
+            n.resolves_denied,
+        ),
+        (
+            "thaw_egress_bytes_in_total",
+            "Bytes functions received (plaintext).",
+            n.bytes_in,
+        ),
+        (
+            "thaw_egress_bytes_out_total",
+            "Bytes functions sent (plaintext).",
+            n.bytes_out,
+        ),
+        (
+            "thaw_egress_tls_handshakes_total",
+            "TLS handshakes completed on the host.",
+            n.tls_handshakes,
+        ),
+        (
+            "thaw_egress_tls_failures_total",
+            "TLS handshakes that failed.",
+            n.tls_failures,
+        ),
+    ];
+    for (name, help, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+}

@@ -48,6 +48,23 @@ pub struct RunArgs {
     /// Data directory (module cache, snapshot store).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Let the function connect to HOST:PORT (repeatable; `*.example.com:443`,
+    /// `10.0.0.0/8:*` and `[::1]:8080` work too). Without it nothing leaves the host.
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    pub allow_net: Vec<String>,
+    /// Extra CA certificates (PEM) the function's TLS trusts besides the system roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// The network context `--allow-net` / `--ca-bundle` describe.
+fn net_context(args: &RunArgs) -> anyhow::Result<thaw_net::NetContext> {
+    let config = thaw_net::NetConfig {
+        allow: args.allow_net.clone(),
+        ca_bundle: args.ca_bundle.clone(),
+        ..Default::default()
+    };
+    thaw_net::NetContext::new(&config).context("bad --allow-net or --ca-bundle")
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -109,11 +126,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !(args.spec.timeout > 0.0 && args.spec.timeout.is_finite()) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
+    let net = net_context(&args)?;
     let (mut instance, start, mode) = if let Some(id) = &args.from_snapshot {
         let id: thaw_snapshotter::SnapshotId = id
             .parse()
             .map_err(|e| anyhow::anyhow!("bad snapshot id {id:?}: {e}"))?;
-        let worker = crate::snapshot_cli::open_worker(args.data.clone())?;
+        let mut worker = crate::snapshot_cli::open_worker(args.data.clone())?;
+        worker.set_net(net);
         let snap = match worker.open_snapshot(&id, None) {
             Ok(s) => s,
             Err(e) => return Ok(fail(&e)),
@@ -130,8 +149,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(s) => s,
             Err(e) => return Ok(fail(&e)),
         };
-        let worker =
+        let mut worker =
             crate::snapshot_cli::open_worker(args.data.clone()).context("opening the worker")?;
+        worker.set_net(net);
         let m = &worker.runtime().module;
         eprintln!(
             "module: {} ({} bytes in {})",

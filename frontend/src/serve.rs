@@ -193,8 +193,9 @@ pub fn main(
         let kv = thaw_snapshotter::RocksKv::open(&data.join("registry")).context("opening the registry database")?;
         let cache = config.module_cache.clone().unwrap_or_else(|| module_cache(&data));
         let mode: thaw_worker::MemoryMode = config.restore_mode.parse().map_err(anyhow::Error::msg)?;
-        let worker = thaw_worker::Worker::open_with_cache(thaw_worker::DataDir::new(&data), &thaw_worker::runtime::default_runtime_dir(), &cache)
+        let mut worker = thaw_worker::Worker::open_with_cache(thaw_worker::DataDir::new(&data), &thaw_worker::runtime::default_runtime_dir(), &cache)
             .context("loading the python3.12 runtime and the snapshot store")?;
+        worker.set_net(config.egress.context().context("bad [egress] section")?);
         let factory = thaw_worker::factory::WorkerFactory::new(worker, mode, config.limits.instance_overhead_mb << 20)
             .with_inline_slice(std::time::Duration::from_micros(config.inline_slice_us));
         let running = start(config, factory, Arc::new(kv)).await?;

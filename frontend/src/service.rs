@@ -330,8 +330,11 @@ impl<B: Backend> Service<B> {
 
     /// The `/metrics` text.
     pub fn render_metrics(&self) -> String {
-        self.metrics
-            .render(&self.scheduler.stats(), self.queued_events())
+        let mut out = self
+            .metrics
+            .render(&self.scheduler.stats(), self.queued_events());
+        crate::metrics::render_net(&mut out, &self.config.egress.stats.snapshot());
+        out
     }
 }
 
