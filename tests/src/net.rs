@@ -204,6 +204,7 @@ pub fn pip_install(packages: &[&str]) -> PathBuf {
                 "--quiet",
                 "--no-index",
                 "--disable-pip-version-check",
+                "--no-warn-conflicts",
                 "--find-links",
             ])
             .arg(&wheels)
