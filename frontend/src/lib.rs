@@ -21,6 +21,7 @@ pub mod serve;
 pub mod service;
 pub mod shapes;
 pub mod time;
+pub mod validate;
 
 /// The generated gRPC types and service traits (`proto/thaw.proto`).
 #[allow(missing_debug_implementations, clippy::all)]

@@ -156,11 +156,8 @@ impl<B: Backend> Service<B> {
         if !RUNTIMES.contains(&req.runtime.as_str()) {
             return Err(ApiError::InvalidParameter(format!("Value {} at 'runtime' failed to satisfy constraint: supported runtimes are {RUNTIMES:?}", req.runtime)));
         }
-        if req.handler.is_empty() || req.handler.len() > 128 {
-            return Err(ApiError::InvalidParameter(
-                "Handler must be 1-128 characters".into(),
-            ));
-        }
+        crate::validate::handler(&req.handler)?;
+        crate::validate::environment(&req.env)?;
         let memory_mb = req.memory_mb.unwrap_or(512);
         if !(128..=10240).contains(&memory_mb) {
             return Err(ApiError::InvalidParameter(
