@@ -235,7 +235,7 @@ fn result(r: i64) -> Result<i64, i32> {
 /// `Err(NOSYS)` when the VM has no network host (the caller then spins).
 pub fn poll(entries: &mut [abi::PollEntry], deadline: Option<u64>) -> Result<usize, i32> {
     let addr = entries.as_mut_ptr() as u64;
-    let len = (entries.len() * core::mem::size_of::<abi::PollEntry>()) as u64;
+    let len = core::mem::size_of_val(entries) as u64;
     let a = call_until(op::POLL, 0, [0; 3], addr, len, deadline);
     match a.result {
         r if r >= 0 => Ok(r as usize),

@@ -22,7 +22,6 @@ mod errno {
     pub const NOTDIR: i32 = 54;
     pub const NOTEMPTY: i32 = 55;
     pub const NOSYS: i32 = 52;
-    pub const NOTSOCK: i32 = 57;
     pub const NOTSUP: i32 = 58;
     pub const ROFS: i32 = 69;
     pub const SPIPE: i32 = 70;
