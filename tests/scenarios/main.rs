@@ -5,6 +5,7 @@
 
 mod handler_errors;
 mod hello;
+mod hostile_runtime;
 mod hypercall_cost;
 mod inline;
 mod lazy;
