@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 pub mod cache;
 pub mod charts;
+pub mod net;
 pub mod provisioned;
 pub mod report;
 pub mod scenario;

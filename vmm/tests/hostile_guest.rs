@@ -364,3 +364,7 @@ fn test_reported_memory_use_is_clamped_to_guest_ram() {
     assert_eq!(vm.run().unwrap(), GuestEvent::Next);
     assert_eq!(vm.guest_memory_peak(), vm.ram().len());
 }
+
+/// The `Net` hypercall against a real socket host.
+#[path = "hostile_guest/net.rs"]
+mod net;
