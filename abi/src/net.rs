@@ -45,7 +45,8 @@ pub mod op {
     pub const POLL: u32 = 8;
     /// [in: name, out: answers] Resolve a host name on the host; `args[0]` =
     /// family wanted (0 any), `args[1]` = length of the name at the start of the
-    /// buffer (the rest of the buffer is room for the answers). Answers: IP
+    /// buffer (0: up to the first NUL); the rest of the buffer is room for the
+    /// answers. Answers: IP
     /// literals, one per line. The VMM remembers them for the egress check of
     /// later connects.
     pub const RESOLVE: u32 = 9;

@@ -679,10 +679,14 @@ impl NetHost for Sockets {
             op::SHUTDOWN => self.shutdown(h, a[0]),
             op::CLOSE => self.close(h),
             op::POLL => self.poll(call.input, &d),
-            // The name is the first `args[1]` bytes; the rest is room for answers.
+            // The name is the first `args[1]` bytes (0: the whole buffer up to a
+            // NUL); the rest is room for the answers.
             op::RESOLVE => {
-                let n = usize::try_from(a[1]).map_or(call.input.len(), |n| n.min(call.input.len()));
-                self.resolve(&call.input[..n], a[0], call.out_cap)
+                let name = match usize::try_from(a[1]) {
+                    Ok(0) | Err(_) => call.input.split(|b| *b == 0).next().unwrap_or(&[]),
+                    Ok(n) => &call.input[..n.min(call.input.len())],
+                };
+                self.resolve(name, a[0], call.out_cap)
             }
             op::START_TLS => self.start_tls(h, call.input),
             op::HANDSHAKE => self.handshake(h, &d),

@@ -1,7 +1,7 @@
 //! Outbound network from a function (issue 10): the standard library and real
 //! clients (requests, from a `pip install -t` tree) over host sockets, the egress
 //! policy, timeouts, TLS on the host, threads/asyncio/logging, and sockets across
-//! a snapshot. Every server is a loopback server this test starts.
+//! a snapshot (and DNS answers across a restore). Every server is a loopback server this test starts.
 use serde_json::json;
 use thaw_tests::net::{
     closed_port, code_with, http_server, https_server, net, pip_install, pki, silent_server,
@@ -305,9 +305,11 @@ fn test_thread_pool_asyncio_and_the_root_logger() {
 }
 
 const INIT_SOCKET: &str = r#"
-import http.client, os
+import http.client, os, socket
 PORT = int(os.environ["PORT"])
-INIT = http.client.HTTPConnection("127.0.0.1", PORT, timeout=5)
+# Resolved on the host during init (the allowlist names "localhost" only).
+RESOLVED = socket.getaddrinfo("localhost", PORT, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+INIT = http.client.HTTPConnection("localhost", PORT, timeout=5)
 INIT.request("GET", "/init")
 FIRST = INIT.getresponse().read().decode()
 def handler(event, context):
@@ -317,7 +319,14 @@ def handler(event, context):
         out["old"] = INIT.getresponse().read().decode()
     except OSError as e:
         out["old"] = type(e).__name__
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=5)
+    # The init-time DNS answer is not reused by a clone: connecting to the cached
+    # address is refused; resolving again works.
+    try:
+        socket.create_connection((RESOLVED, PORT), timeout=5).close()
+        out["cached_dns"] = "connected"
+    except ConnectionRefusedError:
+        out["cached_dns"] = "refused"
+    c = http.client.HTTPConnection("localhost", PORT, timeout=5)
     c.request("GET", "/fresh")
     out["fresh"] = c.getresponse().read().decode()
     c.close()
@@ -333,7 +342,7 @@ fn test_a_socket_opened_during_init_does_not_survive_a_restore() {
     let p = server.port();
     let dir = tempfile::tempdir().unwrap();
     let mut w = thaw_tests::worker(dir.path(), Default::default());
-    let ctx = net(&[format!("127.0.0.1:{p}")], None);
+    let ctx = net(&[format!("localhost:{p}")], None);
     w.set_net(ctx);
     let mut s = spec("net-snapshot", INIT_SOCKET);
     s.env.insert("PORT".into(), p.to_string());
@@ -344,6 +353,7 @@ fn test_a_socket_opened_during_init_does_not_survive_a_restore() {
         let got = ok(&invoke(&mut clone, &json!({})));
         assert_eq!(got["first"], "hello /init");
         assert_eq!(got["old"], "ConnectionResetError", "{mode:?}: {got}");
+        assert_eq!(got["cached_dns"], "refused", "{mode:?}: {got}");
         assert_eq!(got["fresh"], "hello /fresh", "{mode:?}");
     }
 }

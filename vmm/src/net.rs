@@ -110,7 +110,12 @@ impl crate::Vm {
                     m.len
                 )));
             }
-            self.ram.check(m.buf, m.len)?;
+            if self.ram.check(m.buf, m.len).is_err() {
+                return Err(VmError::GuestHypercall(format!(
+                    "network buffer {:#x}+{} lies outside guest RAM",
+                    m.buf, m.len
+                )));
+            }
         }
         // 2. Input.
         let input = if takes_input {
