@@ -57,7 +57,12 @@ fn test_real_wheels_installed_with_pip_target_import() {
     assert_eq!(got["botocore_data"], true);
     assert_eq!(got["compat"], "boto3.compat");
     let versions = got["versions"].as_array().expect("versions");
-    assert!(versions.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())), "{got}");
+    assert!(
+        versions
+            .iter()
+            .all(|v| v.as_str().is_some_and(|s| !s.is_empty())),
+        "{got}"
+    );
 }
 
 const SYNTHETIC: &str = r#"
@@ -85,8 +90,14 @@ fn test_every_pip_layout_imports_including_ten_thousand_files() {
     let mut files: Vec<(String, String)> = vec![
         ("app.py".into(), SYNTHETIC.into()),
         ("foo/__init__.py".into(), "WHO = 'foo package'\n".into()),
-        ("foo.py".into(), "WHO = 'foo module (shadowed by the package)'\n".into()),
-        ("foo-1.0.dist-info/METADATA".into(), "Name: foo\nVersion: 1.0\n".into()),
+        (
+            "foo.py".into(),
+            "WHO = 'foo module (shadowed by the package)'\n".into(),
+        ),
+        (
+            "foo-1.0.dist-info/METADATA".into(),
+            "Name: foo\nVersion: 1.0\n".into(),
+        ),
         ("foo-1.0.dist-info/RECORD".into(), String::new()),
         ("foo-1.0.data/scripts/foo-cli".into(), "#!python\n".into()),
         ("foo_bar/__init__.py".into(), "WHO = 'foo_bar'\n".into()),
@@ -109,7 +120,10 @@ fn test_every_pip_layout_imports_including_ten_thousand_files() {
         files.push((format!("bulk/p{}/m{i}.py", i % 50), format!("V = {i}\n")));
     }
     let code = FunctionCode {
-        files: files.into_iter().map(|(n, t)| (n, t.into_bytes())).collect(),
+        files: files
+            .into_iter()
+            .map(|(n, t)| (n, t.into_bytes()))
+            .collect(),
     };
     let got = run(code, json!({}));
     assert_eq!(got["foo"], "foo package");
@@ -121,7 +135,14 @@ fn test_every_pip_layout_imports_including_ten_thousand_files() {
     assert_eq!(got["files"], 12_000);
     assert_eq!(
         got["listing"],
-        json!(["foo", "foo-1.0.data", "foo-1.0.dist-info", "foo.bar", "foo.py", "foo_bar"])
+        json!([
+            "foo",
+            "foo-1.0.data",
+            "foo-1.0.dist-info",
+            "foo.bar",
+            "foo.py",
+            "foo_bar"
+        ])
     );
     assert_eq!(got["dist_info"], json!(["METADATA", "RECORD"]));
     assert_eq!(got["data"], json!(["foo-cli"]));
