@@ -3,100 +3,12 @@
 //! events queued followed by a restart that runs every one of them.
 mod common;
 
+use common::server::{has_runtime, Server, KEY, SECRET};
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The key pair the servers below are configured with.
-const KEY: &str = "AKIDSERVEKVM";
-const SECRET: &str = "serve-kvm/secret";
-
-/// A `thaw serve` child on free ports, requiring SigV4 with [`KEY`] / [`SECRET`].
-struct Server {
-    child: Child,
-    http: String,
-}
-
-impl Server {
-    fn start(data: &Path) -> Self {
-        // Share the user's precompiled CPython module if there is one (compiling takes ~30 s).
-        let config = data.join("thaw.toml");
-        let shared = std::env::var_os("HOME")
-            .map(|h| Path::new(&h).join(".thaw/cache/modules"))
-            .filter(|p| p.is_dir());
-        let mut text = shared.map_or(String::new(), |p| {
-            format!("module_cache = {:?}\n", p.display().to_string())
-        });
-        text.push_str(&format!(
-            "[auth]\ncredentials = [{{ access_key_id = \"{KEY}\", secret_access_key = \"{SECRET}\" }}]\n"
-        ));
-        std::fs::write(&config, text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_thaw"))
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--grpc",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(&config)
-            .arg("--data")
-            .arg(data)
-            .env("THAW_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn thaw serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("thaw serve printed nothing").unwrap();
-        // "thaw serve: http://ADDR grpc://ADDR data DIR"
-        let http = first
-            .split_whitespace()
-            .nth(2)
-            .expect("address line")
-            .trim_start_matches("http://")
-            .to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, http }
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        self.http.parse().unwrap()
-    }
-
-    /// A client that signs its requests.
-    fn client(&self) -> Http {
-        Http::signed(self.addr(), KEY, SECRET)
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(20) {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("thaw serve ignored SIGTERM");
-    }
-}
-
-fn has_runtime() -> bool {
-    thaw_worker::runtime::default_runtime_dir()
-        .join(thaw_worker::runtime::PYTHON_WASM)
-        .exists()
-}
 
 #[test]
 fn boto3_black_box() {

@@ -78,6 +78,11 @@ pub enum PagerError {
 }
 
 impl PagerError {
+    /// True when a fault could not be served because a chunk is corrupt.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, PagerError::ReadChunk { source, .. } if source.is_corrupt())
+    }
+
     /// The chunk index a source error is about, if this is one.
     pub fn chunk(&self) -> Option<usize> {
         match self {

@@ -48,6 +48,12 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// True when the chunk's stored bytes are bad (not an I/O or range problem): the snapshot
+    /// they belong to must be rebuilt.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, SourceError::CorruptChunk { .. })
+    }
+
     /// The chunk the error is about.
     pub fn chunk(&self) -> usize {
         match self {

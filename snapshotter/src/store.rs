@@ -99,6 +99,17 @@ pub enum StoreError {
     Materialize(PathBuf, #[source] std::io::Error),
 }
 
+impl StoreError {
+    /// True when stored snapshot data failed verification (a chunk or the manifest): the
+    /// snapshot must be rebuilt, never restored.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            StoreError::CorruptChunk { .. } | StoreError::DecodeManifest { .. }
+        )
+    }
+}
+
 /// How a store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -222,11 +222,16 @@ fn test_unservable_page_ends_the_vm_with_a_clear_error() {
         t0.elapsed()
     );
     let msg = thaw_worker::error::error_chain(&err);
-    assert!(matches!(err, WorkerError::Crashed { .. }), "{msg}");
+    assert!(matches!(err, WorkerError::PageFault { .. }), "{msg}");
     assert!(
         msg.contains("could not be served") && msg.contains("chunk"),
         "{msg}"
     );
+    // The typed signal, not the message, says the snapshot is corrupt, and the fault marked it
+    // bad: it is never restored again (the service rebuilds it from a cold boot).
+    assert!(err.is_corrupt() && err.is_snapshot_fault(), "{msg}");
+    let again = w.open_snapshot(&id, None).expect_err("marked bad");
+    assert!(again.is_snapshot_fault(), "{again}");
     // The host is fine and the next instance of a healthy function works (in a
     // fresh store: this one's shared runtime chunks were all damaged on purpose).
     let dir2 = tempfile::tempdir().unwrap();

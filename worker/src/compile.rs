@@ -25,7 +25,7 @@ const MAX_WASM_STACK: usize = 4 << 20;
 
 /// Builds the engine whose output the guest can load.
 pub fn guest_engine() -> Result<Engine, WorkerError> {
-    let err = |e: wasmtime::Error| WorkerError::Compile(format!("{e:#}"));
+    let err = |e: wasmtime::Error| WorkerError::Compile(e.into());
     let mut c = Config::new();
     c.target("x86_64-unknown-none").map_err(err)?;
     c.cranelift_opt_level(OptLevel::Speed);
@@ -90,7 +90,7 @@ pub fn compile_cached(
     }
     let bytes = engine
         .precompile_module(wasm)
-        .map_err(|e| WorkerError::Compile(format!("{e:#}")))?;
+        .map_err(|e| WorkerError::Compile(e.into()))?;
     std::fs::create_dir_all(cache_dir).map_err(cache_err(cache_dir))?;
     let tmp = cache_dir.join(format!(".{key}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, &bytes).map_err(cache_err(&tmp))?;

@@ -27,8 +27,8 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("precompiling the runtime module failed: {0}")]
-    Compile(String),
+    #[error("precompiling the runtime module failed")]
+    Compile(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("module cache I/O at {path}")]
     Cache {
         path: String,
@@ -63,25 +63,49 @@ pub enum WorkerError {
     SnapshotStale { id: String },
     #[error("memory mode {0} is not available in this build")]
     ModeUnsupported(&'static str),
-    #[error("lazy memory: {0}")]
-    Pager(String),
+    #[error("starting the lazy-memory pager")]
+    Pager(#[source] thaw_pager::PagerError),
+    #[error("creating a shared memory image")]
+    SharedImage(#[source] thaw_pager::SharedError),
+    #[error("snapshot {snapshot} could not be paged in")]
+    PagerFault {
+        snapshot: String,
+        #[source]
+        source: thaw_pager::PagerError,
+    },
+    #[error("the instance crashed: a guest page of snapshot {snapshot} could not be served")]
+    PageFault {
+        snapshot: String,
+        #[source]
+        source: thaw_pager::PagerError,
+        log: Vec<u8>,
+    },
 }
 
 impl WorkerError {
+    /// True when stored snapshot bytes failed verification, whichever path read them (a
+    /// restore, a prefetch, a page fault during an invocation): the snapshot must be marked
+    /// bad and rebuilt. Decided on the typed `#[source]`s, never on message text.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_corrupt(),
+            Self::PagerFault { source, .. } | Self::PageFault { source, .. } => source.is_corrupt(),
+            Self::StateBlob(_) | Self::StateRecord(_) => true,
+            _ => false,
+        }
+    }
+
     /// True when the snapshot itself is unusable (corrupt, bad, stale, unreadable):
     /// the caller should rebuild it from a cold boot.
     pub fn is_snapshot_fault(&self) -> bool {
-        matches!(
-            self,
-            Self::Store(thaw_snapshotter::StoreError::CorruptChunk { .. })
-                | Self::Store(thaw_snapshotter::StoreError::SnapshotBad { .. })
-                | Self::Store(thaw_snapshotter::StoreError::DecodeManifest { .. })
-                | Self::Store(thaw_snapshotter::StoreError::NoSuchSnapshot(_))
-                | Self::SnapshotBad { .. }
-                | Self::SnapshotStale { .. }
-                | Self::StateBlob(_)
-                | Self::StateRecord(_)
-        ) || matches!(self, Self::Pager(m) if m.contains("corrupt"))
+        self.is_corrupt()
+            || matches!(
+                self,
+                Self::Store(thaw_snapshotter::StoreError::SnapshotBad { .. })
+                    | Self::Store(thaw_snapshotter::StoreError::NoSuchSnapshot(_))
+                    | Self::SnapshotBad { .. }
+                    | Self::SnapshotStale { .. }
+            )
     }
 }
 
@@ -116,7 +140,8 @@ impl WorkerError {
         match self {
             Self::InitFailed { log, .. }
             | Self::Timeout { log, .. }
-            | Self::Crashed { log, .. } => log,
+            | Self::Crashed { log, .. }
+            | Self::PageFault { log, .. } => log,
             _ => &[],
         }
     }

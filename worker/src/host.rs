@@ -225,6 +225,26 @@ impl Worker {
             {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_snapshot_fault() => {
+                    if e.is_corrupt() {
+                        // Whichever read found it, the snapshot is not restored again, and
+                        // its other corrupt chunk files are moved aside so that the rebuild
+                        // writes them afresh (chunks are deduplicated by file).
+                        // (`verify` re-hashes every chunk file, moves corrupt ones aside and
+                        // marks every snapshot that lost one bad: a rare, whole-store pass.)
+                        let _ = self.store.mark_bad(&id, &crate::error::error_chain(&e));
+                        match self.store.verify() {
+                            Ok(r) => eprintln!(
+                                "thaw: store verified after corruption: {} chunks checked, {} problems, {} snapshots marked bad",
+                                r.chunks_checked,
+                                r.problems.len(),
+                                r.marked_bad.len()
+                            ),
+                            Err(v) => eprintln!(
+                                "thaw: verifying the store failed: {}",
+                                crate::error::error_chain(&v)
+                            ),
+                        }
+                    }
                     eprintln!(
                         "thaw: snapshot {id} unusable ({}); rebuilding from a cold boot",
                         crate::error::error_chain(&e)
@@ -233,9 +253,12 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
-        let (id, _) = self.snapshot(spec)?;
+        // A rebuild is a cold boot and init (then a restore of the new snapshot): it is
+        // reported as a boot, with the boot's timings.
+        let (id, timings) = self.snapshot(spec)?;
         let snap = self.open_snapshot(&id, Some(&code_hash))?;
-        self.restore(&snap, mode)
+        let (instance, _) = self.restore(&snap, mode)?;
+        Ok((instance, StartTimings::Boot(timings.boot)))
     }
 }
 

@@ -261,7 +261,7 @@ impl Instance {
                 Err(WorkerError::InitFailed { body: r.body, log })
             }
             Ok(other) => Err(WorkerError::Crashed {
-                message: format!("unexpected {other:?} during init"),
+                message: format!("unexpected {} during init", event_name(&other)),
                 log,
             }),
             Err(VmError::Interrupted) => Err(WorkerError::Timeout {
@@ -423,7 +423,10 @@ impl Instance {
                 Ok(None) => return Ok(Progress::Yielded(running)),
                 Ok(Some(GuestEvent::Response(r))) => (r, running.t0.elapsed()),
                 Ok(Some(other)) => {
-                    let e = VmError::GuestExit(format!("expected a response, got {other:?}"));
+                    let e = VmError::GuestExit(format!(
+                        "expected a response, got {}",
+                        event_name(&other)
+                    ));
                     return Err(self.fail(e));
                 }
                 Err(e) => return Err(self.fail(e)),
@@ -438,7 +441,7 @@ impl Instance {
                 Ok(Some(GuestEvent::Next)) => {}
                 Ok(Some(other)) => {
                     return Err(WorkerError::Crashed {
-                        message: format!("unexpected {other:?} after a response"),
+                        message: format!("unexpected {} after a response", event_name(&other)),
                         log: self.vm.take_log(),
                     })
                 }
@@ -480,14 +483,20 @@ impl Instance {
     /// The error for a VM that died mid-invocation, with its log.
     fn fail(&mut self, e: VmError) -> WorkerError {
         let log = self.vm.take_log();
-        if let Some(p) = self.lazy.as_ref().and_then(|l| l.handle.error()) {
-            return WorkerError::Crashed {
-                message: format!(
-                    "a guest page could not be served: {}",
-                    crate::error::error_chain(&p)
-                ),
-                log,
-            };
+        if let Some(lazy) = &self.lazy {
+            if let Some(source) = lazy.handle.error() {
+                let (store, id) = &lazy.snapshot;
+                let e = WorkerError::PageFault {
+                    snapshot: id.to_string(),
+                    source,
+                    log,
+                };
+                if e.is_corrupt() {
+                    // The next restore of this version rebuilds it from a cold boot.
+                    let _ = store.mark_bad(id, &crate::error::error_chain(&e));
+                }
+                return e;
+            }
         }
         match e {
             VmError::Interrupted => WorkerError::Timeout {
@@ -500,6 +509,18 @@ impl Instance {
                 log,
             },
         }
+    }
+}
+
+/// A guest event in words (for error messages, which never show Rust `Debug` output).
+fn event_name(e: &GuestEvent) -> &'static str {
+    match e {
+        GuestEvent::Next => "a Next call",
+        GuestEvent::Response(r) => match r.kind {
+            ResponseKind::Ok => "a result",
+            ResponseKind::Error => "a handler error",
+            ResponseKind::InitError => "an init error",
+        },
     }
 }
 

@@ -119,6 +119,8 @@ impl PageSource for StoreSource {
 #[derive(Debug)]
 pub struct LazyMemory {
     pub handle: PagerHandle,
+    /// The snapshot the pager serves (marked bad when a fault finds a corrupt chunk).
+    pub snapshot: (Store, SnapshotId),
     /// Where to store the working set after the first response, when recording.
     pub record_to: Option<(Store, SnapshotId)>,
     pub mode: MemoryMode,
@@ -181,9 +183,7 @@ impl SharedImages {
         // copy-on-write or fill that finds the pool empty raises SIGBUS in whoever
         // touched the page (possibly the VMM itself), which would take the host
         // process down. shmem pages never run out that way.
-        let img = Arc::new(
-            SharedImage::create(len, false).map_err(|e| WorkerError::Pager(e.to_string()))?,
-        );
+        let img = Arc::new(SharedImage::create(len, false).map_err(WorkerError::SharedImage)?);
         map.insert(*id, img.clone());
         Ok(img)
     }
@@ -476,12 +476,12 @@ pub fn lazy_restore(
             }
         }
     }
-    .map_err(|e| WorkerError::Pager(e.to_string()))?;
+    .map_err(WorkerError::Pager)?;
     if !hugetlb {
         let vmm: Vec<u32> = vmm_chunks(cs).collect();
         handle
             .prefetch_blocking(&vmm)
-            .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+            .map_err(|e| pager_fault(store, &snap.manifest.id, e))?;
     }
     // 4. The working set (minus what the module image already maps), installed
     //    before the vCPU resumes: with the module shared it is ~10 blocks, and a
@@ -495,7 +495,7 @@ pub fn lazy_restore(
                 .collect();
             handle
                 .prefetch_blocking(&ws)
-                .map_err(|e| pager_fault(store, &snap.manifest.id, &e.to_string()))?;
+                .map_err(|e| pager_fault(store, &snap.manifest.id, e))?;
         }
     }
     // 4b. No module image yet (a fresh process): build it now that this restore
@@ -519,6 +519,7 @@ pub fn lazy_restore(
         vm,
         LazyMemory {
             handle,
+            snapshot: (store.clone(), snap.manifest.id),
             record_to,
             mode,
             module_probe,
@@ -631,8 +632,7 @@ fn build_shell(len: u64) -> Result<Shell, WorkerError> {
     // `Shell` as the VM, declared first, and moves into the restored instance's
     // pager, which is declared before its VM: the mapping outlives both. The VMM
     // touches only the populated areas.
-    let registered =
-        unsafe { Pager::register(region) }.map_err(|e| WorkerError::Pager(e.to_string()))?;
+    let registered = unsafe { Pager::register(region) }.map_err(WorkerError::Pager)?;
     Ok(Shell { registered, vm })
 }
 
@@ -670,12 +670,16 @@ fn refill(pool: std::sync::Weak<PoolInner>) {
     }
 }
 
-/// A chunk the pager could not serve: the snapshot is marked bad.
-pub fn pager_fault(store: &Store, id: &SnapshotId, msg: &str) -> WorkerError {
-    if msg.contains("corrupt") {
-        let _ = store.mark_bad(id, msg);
+/// A block of snapshot `id` the pager could not serve; a corrupt chunk marks the snapshot bad.
+pub fn pager_fault(store: &Store, id: &SnapshotId, e: thaw_pager::PagerError) -> WorkerError {
+    let e = WorkerError::PagerFault {
+        snapshot: id.to_string(),
+        source: e,
+    };
+    if e.is_corrupt() {
+        let _ = store.mark_bad(id, &crate::error::error_chain(&e));
     }
-    WorkerError::Pager(format!("snapshot {id}: {msg}"))
+    e
 }
 
 fn backing_is_hugetlb(b: &thaw_pager::Backing) -> bool {

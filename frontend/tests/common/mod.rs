@@ -14,6 +14,8 @@ use thaw_frontend::fake::FakeBackend;
 use thaw_frontend::serve::{start, Running};
 use thaw_snapshotter::{KvStore, RocksKv};
 
+pub mod server;
+
 /// A config for tests: ephemeral ports, quiet logs, fast async retries.
 pub fn test_config() -> Config {
     let mut c = Config {
