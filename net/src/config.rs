@@ -144,6 +144,8 @@ pub(crate) struct ContextInner {
     pub max_sockets: usize,
     pub max_bytes: u64,
     pub stats: Arc<NetStats>,
+    /// TLS client configs already built, by what shaped them (see `tls::cached_config`).
+    pub tls_configs: crate::tls::ConfigCache,
 }
 
 impl NetContext {
@@ -173,6 +175,7 @@ impl NetContext {
                 max_sockets: config.max_sockets,
                 max_bytes: config.max_bytes_per_invocation,
                 stats: config.stats.clone(),
+                tls_configs: Default::default(),
             }),
         })
     }

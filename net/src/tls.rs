@@ -125,6 +125,58 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Client configs by the SHA-256 of what shaped them (verify flags, ALPN, the
+/// request's CA certificates): most connections of a function repeat one shape
+/// (botocore sends its ~150-certificate bundle with every connection), so the
+/// root store and verifier are built once, and sharing the config lets rustls
+/// resume TLS sessions across connections. Bounded; the oldest entry goes first.
+#[derive(Debug, Default)]
+pub(crate) struct ConfigCache(std::sync::Mutex<Vec<([u8; 32], Arc<ClientConfig>)>>);
+
+/// Most configs one context keeps.
+const CONFIG_CACHE: usize = 32;
+
+impl ConfigCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<([u8; 32], Arc<ClientConfig>)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn key(req: &TlsRequest) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update([u8::from(req.verify), u8::from(req.check_hostname)]);
+        for p in &req.alpn {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        for c in &req.ca {
+            h.update((c.len() as u64).to_le_bytes());
+            h.update(c.as_ref());
+        }
+        h.finalize().into()
+    }
+}
+
+/// The client config for `req`, from the context's cache or built now.
+pub(crate) fn cached_config(
+    ctx: &ContextInner,
+    req: &TlsRequest,
+) -> Result<Arc<ClientConfig>, Fail> {
+    let key = ConfigCache::key(req);
+    if let Some((_, config)) = ctx.tls_configs.lock().iter().find(|(k, _)| *k == key) {
+        return Ok(config.clone());
+    }
+    let config = Arc::new(client_config(ctx, req)?);
+    let mut cache = ctx.tls_configs.lock();
+    if cache.len() >= CONFIG_CACHE {
+        cache.remove(0);
+    }
+    cache.push((key, config.clone()));
+    Ok(config)
+}
+
 /// The client config for one connection.
 pub(crate) fn client_config(ctx: &ContextInner, req: &TlsRequest) -> Result<ClientConfig, Fail> {
     let provider = provider();
@@ -275,13 +327,13 @@ impl Tls {
     /// A client for `req` to the peer at `peer` (the name verified is the
     /// request's `server_name`, else the peer's address).
     pub fn new(ctx: &ContextInner, req: &TlsRequest, peer: IpAddr) -> Result<Self, Fail> {
-        let config = client_config(ctx, req)?;
+        let config = cached_config(ctx, req)?;
         let name = match &req.server_name {
             Some(n) => ServerName::try_from(n.clone())
                 .map_err(|_| einval("TLS request: server_name is not a valid name"))?,
             None => ServerName::IpAddress(peer.into()),
         };
-        let mut conn = ClientConnection::new(Arc::new(config), name)
+        let mut conn = ClientConnection::new(config, name)
             .map_err(|e| einval(format!("TLS setup failed: {e}")))?;
         conn.set_buffer_limit(Some(256 << 10));
         Ok(Self {
