@@ -114,3 +114,32 @@ fn test_a_function_timeout_ends_a_blocking_socket_read() {
     );
     assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
 }
+
+#[test]
+fn test_output_past_the_log_cap_is_dropped_with_a_marker() {
+    if !kvm_or_skip("test_output_past_the_log_cap_is_dropped_with_a_marker") {
+        return;
+    }
+    // 9 MiB of output (the VM keeps the last 8 MiB), then a last line.
+    let source = "import sys\ndef handler(event, context):\n    line = 'x' * 1023 + '\\n'\n    for _ in range(9 * 1024):\n        sys.stdout.write(line)\n    print('THE END')\n    return 1\n";
+    let mut i = boot(spec("log-flood", source));
+    let out = invoke(&mut i, &json!({}));
+    let log = String::from_utf8_lossy(&out.log);
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("[thaw: ") && first.ends_with(" bytes of output dropped]"),
+        "{first:?}"
+    );
+    let n: u64 = first
+        .trim_start_matches("[thaw: ")
+        .trim_end_matches(" bytes of output dropped]")
+        .parse()
+        .expect("a byte count");
+    assert!(n >= 1 << 20, "dropped {n}");
+    assert!(log.contains("THE END"), "the newest output is kept");
+    let again = invoke(&mut i, &json!({}));
+    assert!(
+        String::from_utf8_lossy(&again.log).starts_with("[thaw: "),
+        "a new flood drops again"
+    );
+}

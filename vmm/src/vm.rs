@@ -68,6 +68,8 @@ pub struct Vm {
     pub(crate) ram: GuestRam,
     kicker: Kicker,
     log: Vec<u8>,
+    /// Log bytes dropped (oldest first) since the last `take_log`.
+    log_dropped: u64,
     /// The hypercall the vCPU is stopped in, if any.
     pending: Option<Hypercall>,
     /// The most memory the guest reported in use (`NextMailbox::mem_used`, clamped).
@@ -146,6 +148,7 @@ impl Vm {
             ram,
             kicker: Kicker::default(),
             log: Vec::new(),
+            log_dropped: 0,
             pending: None,
             guest_mem_peak: 0,
             dead: false,
@@ -240,8 +243,18 @@ impl Vm {
     }
 
     /// Takes the guest log collected since the last call.
+    /// When older bytes had to be dropped (more than `LOG_KEEP` between two
+    /// calls) the log starts with a line saying how many.
     pub fn take_log(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.log)
+        let log = std::mem::take(&mut self.log);
+        match std::mem::take(&mut self.log_dropped) {
+            0 => log,
+            n => {
+                let mut out = format!("[thaw: {n} bytes of output dropped]\n").into_bytes();
+                out.extend_from_slice(&log);
+                out
+            }
+        }
     }
 
     /// Answers a pending `Next` with an invocation.
@@ -411,6 +424,7 @@ impl Vm {
         self.log.extend_from_slice(&bytes);
         if self.log.len() > LOG_KEEP {
             let cut = self.log.len() - LOG_KEEP;
+            self.log_dropped += cut as u64;
             self.log.drain(..cut);
         }
         Ok(())
