@@ -1,16 +1,14 @@
 //! boto3 inside a function (issue 10): `thaw serve` on real microVMs, a function
 //! whose package is boto3 from `pip install -t` (hash-pinned PyPI wheels) calls
 //! thaw's own Lambda API over loopback, signing with the credentials the service
-//! puts in its environment: it invokes another function and lists functions.
+//! puts in its environment (`[function_credentials]`, here the key pair the
+//! service accepts): it invokes another function and lists functions.
 mod common;
 
+use common::server::{Server, KEY, SECRET};
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
-const KEY: &str = "AKIDFUNCTIONROLE";
-const SECRET: &str = "function-role/secret";
+use std::io::Write;
 
 const CALLER: &str = r#"
 import json, os
@@ -60,35 +58,13 @@ async fn boto3_in_a_function_invokes_another_function_through_thaw() {
         .local_addr()
         .unwrap()
         .port();
-    let shared = std::env::var_os("HOME")
-        .map(|h| std::path::Path::new(&h).join(".thaw/cache/modules"))
-        .filter(|p| p.is_dir());
-    let mut text = shared.map_or(String::new(), |p| {
-        format!("module_cache = {:?}\n", p.display().to_string())
-    });
-    text.push_str(&format!(
-        "http = \"127.0.0.1:{port}\"\ngrpc = \"127.0.0.1:0\"\n\
-         [auth]\ncredentials = [{{ access_key_id = \"{KEY}\", secret_access_key = \"{SECRET}\" }}]\n\
-         [function_credentials]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n\
+    let extra = format!(
+        "[function_credentials]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n\
          [egress]\nallow = [\"127.0.0.1:{port}\"]\n"
-    ));
-    let config = dir.path().join("thaw.toml");
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thaw"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path())
-        .env("THAW_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn thaw serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("thaw serve printed nothing").unwrap();
-    assert!(first.contains(&format!("127.0.0.1:{port}")), "{first}");
-    std::thread::spawn(move || for _ in lines {});
-    let http = Http::signed(format!("127.0.0.1:{port}").parse().unwrap(), KEY, SECRET);
+    );
+    let server = Server::start_at(dir.path(), &format!("127.0.0.1:{port}"), &extra);
+    assert_eq!(server.addr().port(), port);
+    let http = server.client();
 
     let r = http
         .post_json(
@@ -116,8 +92,7 @@ async fn boto3_in_a_function_invokes_another_function_through_thaw() {
         assert_eq!(cfg["State"], "Active", "{name}: {cfg}");
     }
     let r = http.invoke("caller", "{}", &[]).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    server.stop();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(
         r.header("x-amz-function-error"),

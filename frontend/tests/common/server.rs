@@ -31,6 +31,12 @@ impl Server {
 
     /// [`Server::start`] with `extra` appended to the config file.
     pub fn start_with(data: &Path, extra: &str) -> Self {
+        Self::start_at(data, "127.0.0.1:0", extra)
+    }
+
+    /// [`Server::start_with`] with the HTTP API on `http` (a fixed port, for
+    /// configs that must name it, such as an egress allowlist).
+    pub fn start_at(data: &Path, http: &str, extra: &str) -> Self {
         // Share the user's precompiled CPython module if there is one (compiling takes ~30 s).
         let config = data.join("thaw.toml");
         let shared = std::env::var_os("HOME")
@@ -45,14 +51,7 @@ impl Server {
         text.push_str(extra);
         std::fs::write(&config, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_thaw"))
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--grpc",
-                "127.0.0.1:0",
-                "--config",
-            ])
+            .args(["serve", "--http", http, "--grpc", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data")
             .arg(data)
