@@ -256,4 +256,34 @@ mod tests {
             (meta, regions, b"state".to_vec())
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any bytes: a manifest or an error, never a panic.
+        #[test]
+        fn test_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = decode_record(SnapshotId([0; 32]), &bytes);
+            let _ = decode_working_set(&bytes);
+        }
+
+        /// One flipped bit anywhere in a valid record is refused (the codec's checksum).
+        #[test]
+        fn test_a_flipped_bit_is_refused(at in proptest::prelude::any::<proptest::sample::Index>(), bit in 0u8..8) {
+            let (meta, regions) = sample();
+            let mut rec = encode_record(&meta, 2 << 20, &regions, b"state");
+            let i = at.index(rec.len());
+            rec[i] ^= 1 << bit;
+            proptest::prop_assert!(decode_record(SnapshotId([0; 32]), &rec).is_err());
+        }
+
+        /// Truncated at any length: refused.
+        #[test]
+        fn test_any_truncation_is_refused(at in proptest::prelude::any::<proptest::sample::Index>()) {
+            let (meta, regions) = sample();
+            let rec = encode_record(&meta, 2 << 20, &regions, b"state");
+            let n = at.index(rec.len());
+            proptest::prop_assert!(decode_record(SnapshotId([0; 32]), &rec[..n]).is_err());
+        }
+    }
 }

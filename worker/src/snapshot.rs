@@ -251,4 +251,25 @@ mod tests {
         assert_eq!(rec, record());
         assert_eq!(back, code);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The snapshot state blob (vCPU state, spec, code): any bytes decode to an
+        /// error or a value, never a panic; a flipped bit in a valid blob is refused.
+        #[test]
+        fn test_state_blobs_never_panic_and_flips_are_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let _ = decode_state(&bytes);
+            let mut code = FunctionCode::default();
+            code.files.insert("app.py".into(), b"x = 1\n".to_vec());
+            let mut blob = encode_state(&record(), &code);
+            let i = at.index(blob.len());
+            blob[i] ^= 1 << bit;
+            proptest::prop_assert!(decode_state(&blob).is_err());
+        }
+    }
 }
