@@ -14,7 +14,7 @@
 use crate::config::ContextInner;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, Error};
@@ -180,29 +180,27 @@ pub(crate) fn cached_config(
 /// The client config for one connection.
 pub(crate) fn client_config(ctx: &ContextInner, req: &TlsRequest) -> Result<ClientConfig, Fail> {
     let provider = provider();
-    let algs = provider.signature_verification_algorithms;
-    let verifier: Arc<dyn ServerCertVerifier> = if !req.verify {
-        Arc::new(AcceptAny { algs })
+    // `verify 0` trusts nothing it is given, so the request's CAs are not added.
+    let roots = if req.ca.is_empty() || !req.verify {
+        ctx.roots.clone()
     } else {
-        let roots = if req.ca.is_empty() {
-            ctx.roots.clone()
-        } else {
-            let mut roots = RootCertStore::clone(&ctx.roots);
-            for cert in &req.ca {
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| einval(format!("TLS request: bad CA certificate: {e}")))?;
-            }
-            Arc::new(roots)
-        };
-        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(|e| einval(format!("TLS roots unusable: {e}")))?;
-        if req.check_hostname {
-            webpki
-        } else {
-            Arc::new(IgnoreName { inner: webpki })
+        let mut roots = RootCertStore::clone(&ctx.roots);
+        for cert in &req.ca {
+            roots
+                .add(cert.clone())
+                .map_err(|e| einval(format!("TLS request: bad CA certificate: {e}")))?;
         }
+        Arc::new(roots)
+    };
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| einval(format!("TLS roots unusable: {e}")))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match (req.verify, req.check_hostname) {
+        (true, true) => webpki,
+        (verify, _) => Arc::new(Relaxed {
+            inner: webpki,
+            any_cert: !verify,
+        }),
     };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -214,56 +212,17 @@ pub(crate) fn client_config(ctx: &ContextInner, req: &TlsRequest) -> Result<Clie
     Ok(config)
 }
 
-/// `verify 0`: any certificate, handshake signatures still checked.
+/// What the guest may weaken for itself: `verify 0` accepts any certificate
+/// (`any_cert`), `check_hostname 0` verifies the chain and forgives a name
+/// mismatch (webpki checks the chain before the name, so a name error means the
+/// chain was good). Handshake signatures are always checked, by webpki.
 #[derive(Debug)]
-struct AcceptAny {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// `check_hostname 0`: the chain is verified, a name mismatch is forgiven
-/// (webpki checks the chain before the name, so a name error means the chain
-/// was good).
-#[derive(Debug)]
-struct IgnoreName {
+struct Relaxed {
     inner: Arc<WebPkiServerVerifier>,
+    any_cert: bool,
 }
 
-impl ServerCertVerifier for IgnoreName {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -272,6 +231,9 @@ impl ServerCertVerifier for IgnoreName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
+        if self.any_cert {
+            return Ok(ServerCertVerified::assertion());
+        }
         match self.inner.verify_server_cert(
             end_entity,
             intermediates,
