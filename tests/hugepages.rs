@@ -8,6 +8,9 @@ use thaw_tests::{body_json, invoke, spec, worker};
 use thaw_vmm::kvm_or_skip;
 use thaw_worker::{Instance, MemoryMode};
 
+/// The tests here take the pool away: one at a time.
+static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Huge pages (KiB) in the instance's guest RAM mapping.
 fn hugetlb_kib(inst: &Instance) -> u64 {
     let ram = inst.vm().ram();
@@ -21,6 +24,7 @@ fn test_restores_fall_back_to_small_pages_when_huge_pages_run_out() {
     if !kvm_or_skip("test_restores_fall_back_to_small_pages_when_huge_pages_run_out") {
         return;
     }
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     let free = thaw_pager::free_huge_pages();
     if free < 64 {
         println!("SKIPPED: test_restores_fall_back_to_small_pages_when_huge_pages_run_out (only {free} free huge pages; scripts/setup.sh reserves 512)");
@@ -66,4 +70,73 @@ fn test_restores_fall_back_to_small_pages_when_huge_pages_run_out() {
         hugetlb_kib(&again) > 0,
         "back on huge pages once they are free"
     );
+}
+
+/// Issue 14: the pool runs dry while an instance restored on huge pages is alive.
+/// Its guest then grows into memory no huge page can back: the invocation still ends
+/// promptly (it succeeds on 4 KiB pages or gets a clear error), never a hang.
+#[test]
+fn test_a_pool_drained_under_a_live_instance_never_hangs_it() {
+    if !kvm_or_skip("test_a_pool_drained_under_a_live_instance_never_hangs_it") {
+        return;
+    }
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let free = thaw_pager::free_huge_pages();
+    if free < 64 {
+        println!("SKIPPED: test_a_pool_drained_under_a_live_instance_never_hangs_it (only {free} free huge pages; scripts/setup.sh reserves 512)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), StoreOptions::default());
+    let code = "def handler(event, context):\n    blocks = [bytearray(1 << 20) for _ in range(event['mb'])]\n    for b in blocks:\n        b[::4096] = b'x' * len(b[::4096])\n    return len(blocks)\n";
+    let mut s = spec("dry-pool", code);
+    s.memory_mb = 512;
+    s.timeout = std::time::Duration::from_secs(30);
+    let (id, _) = w.snapshot(&s).unwrap();
+    for mode in [MemoryMode::Uffd, MemoryMode::UffdPrefetch] {
+        let snap = w.open_snapshot(&id, None).unwrap();
+        let (mut inst, _) = w.restore(&snap, mode).expect("restore");
+        assert_eq!(
+            body_json(&invoke(&mut inst, &serde_json::json!({"mb": 1}))),
+            serde_json::json!(1)
+        );
+        // Take every free huge page (touched, so they are really gone).
+        let take = thaw_pager::free_huge_pages().max(1);
+        let mut hog = thaw_pager::HugeMemfd::create(take * thaw_pager::HUGE_PAGE_SIZE).unwrap();
+        hog.fill_parallel(thaw_pager::HUGE_PAGE_SIZE, 1, |_, page| {
+            page[0] = 1;
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(thaw_pager::free_huge_pages(), 0);
+        let t0 = std::time::Instant::now();
+        let out = thaw_tests::invoke_raw(&mut inst, br#"{"mb": 300}"#.to_vec());
+        let took = t0.elapsed();
+        drop(hog);
+        eprintln!(
+            "{mode:?}: {took:?}: {:?}",
+            out.as_ref()
+                .map(|o| String::from_utf8_lossy(&o.body).to_string())
+        );
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{mode:?}: took {took:?}"
+        );
+        let fell_back = inst
+            .pager_stats()
+            .expect("a lazy instance")
+            .small_page_blocks;
+        eprintln!("{mode:?}: {fell_back} blocks on small pages");
+        match out {
+            Ok(o) => {
+                assert_eq!(body_json(&o), serde_json::json!(300), "{mode:?}");
+                // 300 MiB grew past the pool: those blocks came on small pages.
+                assert!(fell_back >= 100, "{mode:?}: {fell_back} small-page blocks");
+            }
+            Err(e) => {
+                let j: serde_json::Value = serde_json::from_slice(&e.to_error_json()).unwrap();
+                assert_eq!(j["errorType"], "Runtime.OutOfMemory", "{mode:?}: {j}");
+            }
+        }
+    }
 }

@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 /// Version of this ABI; the guest reports it in [`BootInfo`]-checked `Ready`.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 pub mod net;
 
@@ -129,7 +129,7 @@ pub struct BootInfo {
     pub magic: u64,
     /// The VMM's [`ABI_VERSION`].
     pub abi_version: u32,
-    /// Guest RAM size in MiB as the function sees it.
+    /// MemorySize in MiB: the function's memory budget.
     pub memory_mb: u32,
     /// Total guest RAM in bytes.
     pub ram_size: u64,
@@ -145,10 +145,17 @@ pub struct BootInfo {
     pub config_addr: u64,
     /// Length of the configuration archive.
     pub config_len: u64,
-    /// First byte of the guest heap.
+    /// First byte of the guest heap (the engine's own allocations and `/tmp`).
     pub heap_start: u64,
     /// One past the last byte of the guest heap.
     pub heap_end: u64,
+    /// First byte of the region the WebAssembly linear memory lives in and grows
+    /// into in place (2 MiB aligned, zero filled, above the heap).
+    pub memory_start: u64,
+    /// One past the last byte of that region (MemorySize, rounded up to 2 MiB).
+    /// `memory_mb` MiB is the most the linear memory, the heap in use and `/tmp`
+    /// together may take.
+    pub memory_end: u64,
     /// TSC frequency in kHz (guest clocks are TSC based).
     pub tsc_khz: u64,
     /// Wall clock at boot and its TSC reading, see [`Clock`].

@@ -15,6 +15,9 @@
 //! min_unreserved_concurrency = 100
 //! memory_budget_mb = 0            # 0: the host's MemTotal
 //! instance_overhead_mb = 16
+//! admission = "measured"          # charge instances what they were measured to use (+ margin);
+//!                                 # "memory_size": MemorySize + overhead each (no overcommit)
+//! admission_margin_pct = 50
 //! keep_warm_ttl_s = 600
 //! provision_parallelism = 2
 //! [async]
@@ -199,6 +202,20 @@ pub struct LimitsConfig {
     pub instance_overhead_mb: u64,
     pub keep_warm_ttl_s: u64,
     pub provision_parallelism: usize,
+    /// The overcommit policy (`thaw_scheduler::Admission`).
+    pub admission: AdmissionPolicy,
+    /// Margin on top of measured use, percent (`admission = "measured"`).
+    pub admission_margin_pct: u32,
+}
+
+/// `[limits] admission`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionPolicy {
+    /// Charge what instances were measured to use, plus the margin.
+    Measured,
+    /// Charge MemorySize plus the instance overhead.
+    MemorySize,
 }
 
 /// `[async]`.
@@ -241,6 +258,8 @@ impl Default for LimitsConfig {
             instance_overhead_mb: 16,
             keep_warm_ttl_s: 600,
             provision_parallelism: 2,
+            admission: AdmissionPolicy::Measured,
+            admission_margin_pct: 50,
         }
     }
 }
@@ -287,6 +306,13 @@ impl Config {
             memory_budget_bytes: budget,
             keep_warm_ttl: Duration::from_secs(l.keep_warm_ttl_s),
             provision_parallelism: l.provision_parallelism.max(1),
+            admission: match l.admission {
+                AdmissionPolicy::MemorySize => thaw_scheduler::Admission::MemorySize,
+                AdmissionPolicy::Measured => thaw_scheduler::Admission::Measured {
+                    margin_pct: l.admission_margin_pct,
+                    floor_bytes: 4 << 20,
+                },
+            },
         }
     }
 }

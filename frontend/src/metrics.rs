@@ -213,18 +213,8 @@ impl Metrics {
                 p.restoring
             }),
         ];
-        for (name, help, get) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for p in &stats.pools {
-                let fv = &p.function_version;
-                let _ = writeln!(
-                    out,
-                    "{name}{{function=\"{}\",version=\"{}\"}} {}",
-                    escape(&fv.function),
-                    escape(&fv.version),
-                    get(p)
-                );
-            }
+        for family in gauges {
+            render_pool_gauge(&mut out, &stats.pools, family);
         }
         let _ = writeln!(
             out,
@@ -236,11 +226,55 @@ impl Metrics {
             "# TYPE thaw_memory_budget_bytes gauge\nthaw_memory_budget_bytes {}",
             stats.memory_budget
         );
+        let admission = stats.admission;
+        let margin = match admission {
+            thaw_scheduler::Admission::Measured { margin_pct, .. } => margin_pct,
+            thaw_scheduler::Admission::MemorySize => 0,
+        };
+        let _ = writeln!(
+            out,
+            "# HELP thaw_memory_admission The overcommit policy: instances charged their measured use (+ margin_pct) or their MemorySize.\n# TYPE thaw_memory_admission gauge\nthaw_memory_admission{{policy=\"{}\",margin_pct=\"{margin}\"}} 1",
+            admission.as_str()
+        );
+        let memory: [Family<thaw_scheduler::PoolStats, u64>; 2] = [
+            (
+                "thaw_instance_memory_charged_bytes",
+                "Bytes each instance of the version is charged against the memory budget.",
+                |p| p.memory_charged_per_instance,
+            ),
+            (
+                "thaw_instance_memory_measured_bytes",
+                "The most an instance of the version was measured to cost the host (0: not yet).",
+                |p| p.memory_measured_per_instance,
+            ),
+        ];
+        for family in memory {
+            render_pool_gauge(&mut out, &stats.pools, family);
+        }
         let _ = writeln!(
             out,
             "# TYPE thaw_async_queue_depth gauge\nthaw_async_queue_depth {queued_events}"
         );
         out
+    }
+}
+
+/// One gauge family with a sample per function version.
+fn render_pool_gauge<V: std::fmt::Display>(
+    out: &mut String,
+    pools: &[thaw_scheduler::PoolStats],
+    (name, help, get): Family<thaw_scheduler::PoolStats, V>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for p in pools {
+        let fv = &p.function_version;
+        let _ = writeln!(
+            out,
+            "{name}{{function=\"{}\",version=\"{}\"}} {}",
+            escape(&fv.function),
+            escape(&fv.version),
+            get(p)
+        );
     }
 }
 

@@ -12,13 +12,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use thaw_abi::BootInfo;
-use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Linker, Module, Store};
 
 /// Native stack the wasm code may use (the guest stack is 8 MiB).
 const MAX_WASM_STACK: usize = 4 << 20;
-
-/// Heap kept back from linear memory growth for the engine itself.
-const HEAP_RESERVE: u64 = 48 << 20;
 
 fn config() -> Config {
     let mut c = Config::new();
@@ -69,7 +66,14 @@ fn process_config(boot: &BootInfo) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 
 /// Loads and runs the module; returns its exit status or an error message.
 pub fn run(boot: &BootInfo) -> Result<i32, String> {
-    let engine = Engine::new(&config()).map_err(|e| alloc::format!("engine: {e:?}"))?;
+    let mut cfg = config();
+    // The linear memory in its own region, grown in place (crate::memory); not part
+    // of the precompile configuration (it only decides where memory lives).
+    cfg.with_host_memory(Arc::new(crate::memory::RegionCreator::new(
+        boot.memory_start,
+        boot.memory_end,
+    )));
+    let engine = Engine::new(&cfg).map_err(|e| alloc::format!("engine: {e:?}"))?;
     let image = region(boot.module_addr, boot.module_len);
     // SAFETY: the image is page aligned in guest RAM, stays mapped (RWX) for the
     // VM's life and nothing else writes it.
@@ -77,10 +81,9 @@ pub fn run(boot: &BootInfo) -> Result<i32, String> {
         .map_err(|e| alloc::format!("loading the precompiled module: {e:?}"))?;
     let tree = Tree::from_archive(region(boot.files_addr, boot.files_len));
     let (args, env) = process_config(boot);
-    let heap = boot.heap_end - boot.heap_start;
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(heap.saturating_sub(HEAP_RESERVE) as usize / 2)
-        .build();
+    let limits = crate::memory::Budget {
+        limit: u64::from(boot.memory_mb) << 20,
+    };
     let mut store = Store::new(&engine, Ctx::new(tree, args, env, limits));
     store.limiter(|ctx| &mut ctx.limits);
     let mut linker = Linker::new(&engine);

@@ -68,7 +68,7 @@ pub fn next(log_len: u64) -> NextInvocation {
     let pending = unsafe { (*core::ptr::addr_of_mut!(PENDING)).take() };
     let mut mb = NextMailbox {
         log_len,
-        mem_used: crate::heap::used_bytes(),
+        mem_used: crate::memory::used_bytes(),
         ..Default::default()
     };
     if let Some((kind, len, truncated)) = pending {

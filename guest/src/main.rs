@@ -23,6 +23,7 @@ mod engine;
 mod hc;
 mod heap;
 mod log;
+mod memory;
 mod net;
 mod platform;
 mod rng;
@@ -53,6 +54,14 @@ extern "C" fn guest_main() -> ! {
     let boot = boot_info();
     if boot.magic != BOOT_MAGIC || boot.abi_version != ABI_VERSION {
         hc::abort("boot info has a wrong magic or ABI version");
+    }
+    let (ram, m) = (boot.ram_size, boot.memory_start);
+    if boot.heap_end > m
+        || m % 0x20_0000 != 0
+        || boot.memory_end > ram
+        || boot.memory_end < m + (u64::from(boot.memory_mb) << 20)
+    {
+        hc::abort("boot info has a bad memory region");
     }
     heap::init(boot.heap_start, boot.heap_end);
     clock::init(boot.tsc_khz, boot.clock);

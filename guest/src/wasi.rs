@@ -7,7 +7,7 @@ use crate::net;
 use crate::vfs::{normalize, Node, Sink, Special, TmpData, TmpError, TmpFs, Tree};
 use alloc::string::String;
 use alloc::vec::Vec;
-use wasmtime::{Caller, Linker, Memory, StoreLimits};
+use wasmtime::{Caller, Linker, Memory};
 
 /// WASI errno values.
 mod errno {
@@ -94,7 +94,7 @@ impl core::error::Error for Exit {}
 /// Per-store WASI state.
 pub struct Ctx {
     pub memory: Option<Memory>,
-    pub limits: StoreLimits,
+    pub limits: crate::memory::Budget,
     tree: Tree,
     tmp: TmpFs,
     fds: Vec<Option<Handle>>,
@@ -108,7 +108,12 @@ pub struct Ctx {
 
 impl Ctx {
     /// Builds the state from the files tree, argv and environment.
-    pub fn new(tree: Tree, args: Vec<Vec<u8>>, env: Vec<Vec<u8>>, limits: StoreLimits) -> Self {
+    pub fn new(
+        tree: Tree,
+        args: Vec<Vec<u8>>,
+        env: Vec<Vec<u8>>,
+        limits: crate::memory::Budget,
+    ) -> Self {
         let mut fds = alloc::vec![Some(Handle::Stdin), Some(Handle::Log), Some(Handle::Log)];
         fds.extend(PREOPENS.iter().map(|p| Some(Handle::Dir(String::from(*p)))));
         Self {

@@ -27,6 +27,8 @@ pub(crate) struct Core {
     on_fatal: Option<crate::pager::FatalCallback>,
     recorder: Option<Mutex<(Vec<u32>, Vec<u64>)>>,
     installed: Vec<AtomicU64>,
+    /// Serialises small-page fallbacks (see `back_with_small_pages`).
+    fallback: Mutex<()>,
     zero_block: Vec<u8>,
     /// Threads of a blocking prefetch (see `PagerOptions::prefetch_threads`).
     pub prefetch_threads: usize,
@@ -99,6 +101,7 @@ impl Core {
             installed: (0..blocks.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            fallback: Mutex::new(()),
             zero_block,
             prefetch_threads: match opts.prefetch_threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
@@ -162,6 +165,15 @@ impl Core {
         by_prefetch: bool,
     ) -> Result<(), PagerError> {
         let dst = self.block_addr(b);
+        if self.is_installed(b) {
+            // Installed meanwhile (a prefetch, or a small-page fallback whose
+            // mapping this uffd no longer covers): only the waiters remain.
+            install::wake(&self.uffd, dst, self.block).map_err(|e| PagerError::InstallChunk {
+                block: b,
+                source: Arc::new(e),
+            })?;
+            return Ok(());
+        }
         let mut zero = matches!(data, BlockData::Zero);
         let res = match (&self.region.backing, data) {
             (Backing::SharedMemfd(image), data) => {
@@ -189,6 +201,13 @@ impl Core {
             (Backing::Hugetlb, _) => install::copy(&self.uffd, dst, &self.zero_block, self.page),
             (_, _) => install::zeropage(&self.uffd, dst, self.block, self.page),
         };
+        if matches!(self.region.backing, Backing::Hugetlb) && self.pool_refused(&res, dst) {
+            let bytes = match data {
+                BlockData::Bytes(d) => Some(d),
+                _ => None,
+            };
+            return self.back_with_small_pages(b, bytes, by_prefetch);
+        }
         let done: Installed = res.map_err(|e| PagerError::InstallChunk {
             block: b,
             source: Arc::new(e),
@@ -199,6 +218,55 @@ impl Core {
         }
         self.mark_installed(b, 1);
         Ok(())
+    }
+
+    /// Whether a hugetlb install failed for want of a huge page: ENOMEM, or (what
+    /// this kernel answers with an empty pool) EEXIST although nothing is mapped at
+    /// `dst` (a genuine EEXIST race leaves the page mapped). Waking the fault without
+    /// a page would make the guest fault again at once, forever.
+    fn pool_refused(&self, res: &Result<Installed, install::InstallError>, dst: HostAddr) -> bool {
+        match res {
+            Err(e) => e.errno() == Some(libc::ENOMEM),
+            Ok(done) if done.bytes == 0 && done.eexist > 0 => !install::mapped(dst),
+            Ok(_) => false,
+        }
+    }
+
+    /// The small-page fallback: block `b` could not get a huge page, so it is
+    /// replaced by anonymous memory holding the same bytes (the kernel backs it with
+    /// 4 KiB pages, or a transparent huge page when one is free), moved into place
+    /// with one `mremap` so the guest never sees it half filled. The new mapping is
+    /// not registered with the uffd: the guest's later accesses there are ordinary
+    /// faults. One block at a time (`fallback`), so two threads never replace a
+    /// block the guest may already have written through the first replacement.
+    fn back_with_small_pages(
+        &self,
+        b: usize,
+        bytes: Option<&[u8]>,
+        by_prefetch: bool,
+    ) -> Result<(), PagerError> {
+        let _one = self.fallback.lock();
+        let dst = self.block_addr(b);
+        if !self.is_installed(b) {
+            // SAFETY: `dst` is block `b` of the registered region, which Pager::start's
+            // caller lets the pager replace with anonymous memory of the same contents;
+            // no other thread installs this block meanwhile (`fallback` lock, and the
+            // installed bit is checked under it).
+            unsafe { install::replace_with_anonymous(dst, self.block, bytes) }.map_err(|e| {
+                PagerError::InstallChunk {
+                    block: b,
+                    source: Arc::new(e),
+                }
+            })?;
+            self.stats.small_page_block();
+            self.stats
+                .installed(self.block, by_prefetch, bytes.is_none());
+            self.mark_installed(b, 1);
+        }
+        install::wake(&self.uffd, dst, self.block).map_err(|e| PagerError::InstallChunk {
+            block: b,
+            source: Arc::new(e),
+        })
     }
 
     fn record(&self, chunk: usize) {

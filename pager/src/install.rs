@@ -53,6 +53,15 @@ pub enum InstallError {
         #[source]
         source: UffdError,
     },
+    /// Replacing a block with anonymous memory (the small-page fallback) failed.
+    #[error("replacing {addr:#x} with small pages failed")]
+    SmallPages {
+        /// Start of the block.
+        addr: usize,
+        /// The syscall error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An ioctl kept returning EAGAIN without progress.
     #[error("install at {addr:#x} made no progress after {MAX_RETRIES} retries")]
     NoProgress {
@@ -68,6 +77,102 @@ pub(crate) struct Installed {
     pub bytes: usize,
     /// Pages skipped because they were already mapped.
     pub eexist: usize,
+}
+
+impl InstallError {
+    /// The errno of the failed ioctl, if it failed with one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            InstallError::CopyChunk { source, .. }
+            | InstallError::ZeroChunk { source, .. }
+            | InstallError::ContinueChunk { source, .. }
+            | InstallError::Wake { source, .. } => errno_of(source),
+            InstallError::SmallPages { source, .. } => source.raw_os_error(),
+            InstallError::NoProgress { .. } => None,
+        }
+    }
+}
+
+/// Whether the page at `addr` is mapped in this process (mincore(2): for a hugetlb
+/// mapping, whether its page table maps a page there).
+pub(crate) fn mapped(addr: HostAddr) -> bool {
+    let mut vec = [0u8; 1];
+    // SAFETY: mincore only reads the page tables of one page-aligned page of our own
+    // address space and writes one byte into `vec`.
+    let rc = unsafe { libc::mincore(addr.as_ptr(), crate::SMALL_PAGE_SIZE, vec.as_mut_ptr()) };
+    rc == 0 && vec[0] & 1 != 0
+}
+
+/// Replaces `[dst, dst + len)` (2 MiB aligned) with private anonymous memory holding
+/// `bytes` (zeroes when `None`): filled off to the side in a fresh 2 MiB-aligned,
+/// THP-advised mapping, then moved over `dst` with one `mremap`, so an access to
+/// `dst` sees either the old (unmapped) range or the whole new contents.
+///
+/// # Safety
+/// `dst` must be a range of guest RAM the caller may replace (no Rust references into
+/// it; nothing else installs there meanwhile).
+pub(crate) unsafe fn replace_with_anonymous(
+    dst: HostAddr,
+    len: usize,
+    bytes: Option<&[u8]>,
+) -> Result<(), InstallError> {
+    let err = |addr: usize| InstallError::SmallPages {
+        addr,
+        source: std::io::Error::last_os_error(),
+    };
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let Some(bytes) = bytes else {
+        // Zeroes: a fresh anonymous mapping in place is already right (an access
+        // racing with the mmap sees zeroes either way).
+        // SAFETY: MAP_FIXED over the caller's block (see the function's contract).
+        let p = unsafe { libc::mmap(dst.as_ptr(), len, prot, flags | libc::MAP_FIXED, -1, 0) };
+        if p == libc::MAP_FAILED {
+            return Err(err(dst.0));
+        }
+        // SAFETY: advice on the mapping just made; failure only loses the optimisation.
+        unsafe { libc::madvise(dst.as_ptr(), len, libc::MADV_HUGEPAGE) };
+        return Ok(());
+    };
+    // SAFETY: a new anonymous mapping at an address the kernel picks.
+    let raw = unsafe { libc::mmap(std::ptr::null_mut(), 2 * len, prot, flags, -1, 0) };
+    if raw == libc::MAP_FAILED {
+        return Err(err(dst.0));
+    }
+    let raw = raw as usize;
+    let side = (raw + len - 1) & !(len - 1);
+    // SAFETY: trimming the parts of our own fresh mapping outside [side, side+len).
+    unsafe {
+        if side > raw {
+            libc::munmap(raw as *mut libc::c_void, side - raw);
+        }
+        let tail = raw + 2 * len - (side + len);
+        if tail > 0 {
+            libc::munmap((side + len) as *mut libc::c_void, tail);
+        }
+        libc::madvise(side as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    }
+    let n = bytes.len().min(len);
+    // SAFETY: [side, side+len) is our own fresh mapping; `bytes` is a distinct buffer.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), side as *mut u8, n) };
+    // SAFETY: moves our side mapping over the caller's block (see the contract); on
+    // failure the side mapping is unmapped below and `dst` is unchanged.
+    let p = unsafe {
+        libc::mremap(
+            side as *mut libc::c_void,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dst.as_ptr(),
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = err(dst.0);
+        // SAFETY: the side mapping is still ours.
+        unsafe { libc::munmap(side as *mut libc::c_void, len) };
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn errno_of(e: &UffdError) -> Option<i32> {

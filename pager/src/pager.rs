@@ -107,7 +107,9 @@ impl Pager {
     ///   is dropped;
     /// - the caller hands the range's contents to the pager: pages present are never
     ///   overwritten, no Rust reference into the range is held while the pager fills it,
-    ///   and the pager may mprotect a block it cannot serve.
+    ///   the pager may mprotect a block it cannot serve, and on hugetlb it may replace a
+    ///   block it cannot get a huge page for with anonymous memory of the same contents
+    ///   (mapped at the same address; the range stays mapped).
     pub unsafe fn register(region: GuestRegion) -> Result<Registered, PagerError> {
         let mut features = FeatureFlags::empty();
         let mut mode = RegisterMode::MISSING;

@@ -16,6 +16,7 @@ pub struct PagerStats {
     bytes_installed: AtomicU64,
     zero_installs: AtomicU64,
     eexist_races: AtomicU64,
+    small_page_blocks: AtomicU64,
     latency_us_total: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS],
 }
@@ -35,6 +36,8 @@ pub struct StatsSnapshot {
     pub zero_installs: u64,
     /// Installs that found a page already present (EEXIST: prefetch or fault got there first).
     pub eexist_races: u64,
+    /// Blocks backed with small pages because no huge page was free.
+    pub small_page_blocks: u64,
     /// Sum of fault service times in microseconds.
     pub latency_us_total: u64,
     /// Fault service time histogram, see [`LATENCY_BUCKETS`].
@@ -96,6 +99,10 @@ impl PagerStats {
         self.eexist_races.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn small_page_block(&self) {
+        self.small_page_blocks.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn fault_latency(&self, took: Duration) {
         let us = took.as_micros() as u64;
         self.latency_us_total.fetch_add(us, Ordering::Relaxed);
@@ -113,6 +120,7 @@ impl PagerStats {
             bytes_installed: load(&self.bytes_installed),
             zero_installs: load(&self.zero_installs),
             eexist_races: load(&self.eexist_races),
+            small_page_blocks: load(&self.small_page_blocks),
             latency_us_total: load(&self.latency_us_total),
             latency: std::array::from_fn(|i| load(&self.latency[i])),
         }

@@ -50,6 +50,14 @@ pub trait InstanceFactory: Send + Sync + 'static {
     /// Host memory one live instance of `fv` is charged against the scheduler's memory budget.
     fn memory_bytes(&self, fv: &FunctionVersion) -> u64;
 
+    /// What `instance` costs the host now (its private memory), measured cheaply after an
+    /// invocation; `None` when this factory cannot tell (then the version stays charged its
+    /// `memory_bytes`). Called outside the scheduler's lock, on the releasing thread.
+    fn measured_bytes(&self, instance: &Self::Instance) -> Option<u64> {
+        let _ = instance;
+        None
+    }
+
     /// Destroys an instance the scheduler no longer wants (evicted, unhealthy, excess, stale).
     fn discard(&self, instance: Self::Instance);
 }

@@ -29,6 +29,8 @@ struct Shared {
     provisioned_restores: AtomicU64,
     discards: AtomicU64,
     memory_bytes: AtomicU64,
+    /// What `measured_bytes` answers (0: `None`).
+    measured_bytes: AtomicU64,
     /// Restore delay in microseconds (tokio time, so paused-time tests stay deterministic).
     delay_us: AtomicU64,
     fail: Mutex<Option<String>>,
@@ -76,6 +78,11 @@ impl FakeFactory {
         *self.shared.fail.lock() = message.map(str::to_owned);
     }
 
+    /// Makes `measured_bytes` answer `bytes` for every instance (0: not measurable).
+    pub fn set_measured(&self, bytes: u64) {
+        self.shared.measured_bytes.store(bytes, Ordering::Relaxed);
+    }
+
     /// Makes every following restore take `delay` of tokio time.
     pub fn set_delay(&self, delay: Duration) {
         self.shared
@@ -115,6 +122,10 @@ impl InstanceFactory for FakeFactory {
 
     fn memory_bytes(&self, _fv: &FunctionVersion) -> u64 {
         self.shared.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    fn measured_bytes(&self, _instance: &FakeInstance) -> Option<u64> {
+        Some(self.shared.measured_bytes.load(Ordering::Relaxed)).filter(|&b| b > 0)
     }
 
     fn discard(&self, instance: FakeInstance) {

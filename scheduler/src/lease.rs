@@ -129,9 +129,17 @@ impl<F: InstanceFactory> Lease<F> {
     ///    wanted (a provisioned pool may have been lowered or deleted meanwhile); otherwise uncharge
     ///    its memory and discard it outside the lock.
     /// 3. If a provisioned pool is now short, start replacement restores.
+    /// 4. Under `Admission::Measured`, fold the instance's measured cost into its version's
+    ///    charge (re-charging every instance of the pool).
     fn give_back(&self, instance: F::Instance, healthy: bool) {
         let inner = &self.inner;
         let now = inner.clock.now();
+        let measured = match inner.limits.admission {
+            crate::limits::Admission::Measured { .. } if healthy => {
+                inner.factory.measured_bytes(&instance)
+            }
+            _ => None,
+        };
         let mut st = inner.state.lock();
         if st.pool(&self.key).is_none() {
             drop(st);
@@ -176,6 +184,10 @@ impl<F: InstanceFactory> Lease<F> {
             .expect("pool checked above");
         if discard.is_some() {
             st.release_memory(cost);
+        }
+        // 4. Admission by measured use: charge the version what its instances cost.
+        if let Some(bytes) = measured {
+            st.observe_cost(&self.key, self.generation, bytes, inner.limits.admission);
         }
         drop(st);
         if let Some(instance) = discard {

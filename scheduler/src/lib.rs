@@ -53,7 +53,7 @@ pub use factory::{FactoryError, InstanceFactory, RestoreKind};
 pub use ids::{FunctionVersion, InstanceId};
 pub use keep_warm::TickReport;
 pub use lease::{Lease, LeaseError, StartType};
-pub use limits::{Limits, ReservedError, ThrottleReason};
+pub use limits::{Admission, Limits, ReservedError, ThrottleReason};
 pub use placement::PlacementError;
 pub use provisioned::{ProvisionedConfig, ProvisionedError, ProvisionedStatus};
 pub use scheduler::Scheduler;

@@ -26,6 +26,59 @@ pub struct Limits {
     pub keep_warm_ttl: Duration,
     /// Provisioned restores run at once (keeps READY-time restores from starving on-demand ones).
     pub provision_parallelism: usize,
+    /// What an instance is charged against the memory budget.
+    pub admission: Admission,
+}
+
+/// The overcommit policy: what one live instance is charged against the memory budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Its version's full `memory_bytes` (MemorySize plus overhead): no overcommit.
+    MemorySize,
+    /// What instances of its version were measured to cost the host (the largest
+    /// measurement so far, [`InstanceFactory::measured_bytes`]), plus `margin_pct`
+    /// percent, at least `floor_bytes`, never more than `memory_bytes`. Until the first
+    /// measurement, `memory_bytes`.
+    Measured {
+        /// Safety margin on top of the measurement, in percent.
+        margin_pct: u32,
+        /// The least an instance is charged.
+        floor_bytes: u64,
+    },
+}
+
+impl Admission {
+    /// The default policy: measured use plus 50%, at least 4 MiB.
+    pub const DEFAULT: Admission = Admission::Measured {
+        margin_pct: 50,
+        floor_bytes: 4 << 20,
+    };
+
+    /// The charge for a version declared at `declared` bytes whose instances were
+    /// measured at most `measured` (0: not yet).
+    pub fn charge(self, declared: u64, measured: u64) -> u64 {
+        match self {
+            Admission::MemorySize => declared,
+            Admission::Measured { .. } if measured == 0 => declared,
+            Admission::Measured {
+                margin_pct,
+                floor_bytes,
+            } => {
+                let with_margin = measured.saturating_add(measured / 100 * u64::from(margin_pct));
+                // Whole MiB, so small measurement changes do not churn the ledger.
+                let mib = with_margin.div_ceil(1 << 20) << 20;
+                mib.max(floor_bytes).min(declared)
+            }
+        }
+    }
+
+    /// `memory_size` or `measured` (the metrics' label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Admission::MemorySize => "memory_size",
+            Admission::Measured { .. } => "measured",
+        }
+    }
 }
 
 impl Default for Limits {
@@ -36,6 +89,7 @@ impl Default for Limits {
             memory_budget_bytes: 8 << 30,
             keep_warm_ttl: Duration::from_secs(600),
             provision_parallelism: 4,
+            admission: Admission::DEFAULT,
         }
     }
 }

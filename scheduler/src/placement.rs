@@ -78,6 +78,42 @@ impl<I> State<I> {
         Ok(victims)
     }
 
+    /// Sets what each instance of `fv`'s pool is charged, re-charging the ones it has.
+    pub fn recost(&mut self, fv: &crate::ids::FunctionVersion, cost: u64) {
+        let Some(pool) = self.pool_mut(fv) else {
+            return;
+        };
+        if pool.cost == cost {
+            return;
+        }
+        let (n, old) = (u64::from(pool.instances()), pool.cost);
+        pool.cost = cost;
+        self.memory_used = self
+            .memory_used
+            .saturating_sub(old * n)
+            .saturating_add(cost * n);
+    }
+
+    /// Folds one measurement of an instance of `fv` (generation `generation`) into its
+    /// pool's charge under `admission`.
+    pub fn observe_cost(
+        &mut self,
+        fv: &crate::ids::FunctionVersion,
+        generation: u64,
+        bytes: u64,
+        admission: crate::limits::Admission,
+    ) {
+        let Some(pool) = self.pool_mut(fv) else {
+            return;
+        };
+        if pool.generation != generation || bytes <= pool.measured {
+            return;
+        }
+        pool.measured = bytes;
+        let cost = admission.charge(pool.declared, pool.measured);
+        self.recost(fv, cost);
+    }
+
     /// Returns `cost` bytes to the budget.
     pub fn release_memory(&mut self, cost: u64) {
         debug_assert!(self.memory_used >= cost, "memory ledger underflow");

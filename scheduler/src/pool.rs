@@ -32,8 +32,13 @@ pub(crate) struct ProvState {
 
 pub(crate) struct Pool<I> {
     pub key: Arc<FunctionVersion>,
-    /// `factory.memory_bytes(key)`, cached at creation and on invalidate.
+    /// What each instance is charged now (`Limits::admission` over `declared` and
+    /// `measured`).
     pub cost: u64,
+    /// `factory.memory_bytes(key)`, cached at creation and on invalidate.
+    pub declared: u64,
+    /// The most an instance of this generation was measured to cost (0: not yet).
+    pub measured: u64,
     /// Bumped by invalidate: leases and restores from an older generation are discarded.
     pub generation: u64,
     /// Idle on-demand instances, oldest first (lease takes the newest, eviction the oldest).
@@ -54,6 +59,8 @@ impl<I> Pool<I> {
         Self {
             key: Arc::new(key),
             cost,
+            declared: cost,
+            measured: 0,
             generation: 0,
             idle: VecDeque::new(),
             busy: 0,

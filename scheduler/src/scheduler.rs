@@ -281,6 +281,14 @@ impl<F: InstanceFactory> Scheduler<F> {
                 return;
             };
             st.release_memory(cost * victims.len() as u64);
+            // The new generation may cost anything up to its (new) declared size.
+            let declared = self.inner.factory.memory_bytes(fv);
+            if let Some(()) = st.adjust_pool(fv, |p| {
+                p.declared = declared;
+                p.measured = 0;
+            }) {
+                st.recost(fv, declared);
+            }
             (victims, spawn)
         };
         self.inner.discard_all(victims);

@@ -51,6 +51,10 @@ pub struct PoolStats {
     pub provisioned_restoring: u32,
     /// Concurrency charged to this version (busy + restoring + provisioned slots).
     pub concurrency: u32,
+    /// Bytes each instance is charged against the memory budget now.
+    pub memory_charged_per_instance: u64,
+    /// The most an instance was measured to cost the host (0: not measured).
+    pub memory_measured_per_instance: u64,
     /// Counters.
     pub counters: PoolCounters,
 }
@@ -64,6 +68,8 @@ pub struct SchedulerStats {
     pub memory_used: u64,
     /// The memory budget.
     pub memory_budget: u64,
+    /// The overcommit policy in force.
+    pub admission: crate::limits::Admission,
     /// Concurrency used by functions without reserved concurrency.
     pub unreserved_concurrency_used: u32,
     /// Sum of reserved concurrency.
@@ -113,6 +119,8 @@ impl<F: InstanceFactory> Scheduler<F> {
                 provisioned_available: p.prov_idle.len() as u32,
                 provisioned_restoring: p.prov_restoring,
                 concurrency: p.usage(),
+                memory_charged_per_instance: p.cost,
+                memory_measured_per_instance: p.measured,
                 counters: p.counters,
             })
             .collect();
@@ -121,6 +129,7 @@ impl<F: InstanceFactory> Scheduler<F> {
             pools,
             memory_used: st.memory_used,
             memory_budget: self.inner.limits.memory_budget_bytes,
+            admission: self.inner.limits.admission,
             unreserved_concurrency_used: st.unreserved_used,
             reserved_concurrency_total: st.reserved_total,
         }

@@ -158,3 +158,82 @@ async fn a_provisioned_restore_waiting_for_memory_ends_when_the_config_is_delete
     assert_eq!(stats.memory_used, 20 * MIB);
     assert_eq!(e.factory.provisioned_restores(), 0);
 }
+
+/// Issue 14: admission by measured use. Until an instance of a version is measured,
+/// it is charged its full declared size; after its first invocation, what it
+/// measured plus the margin, so more instances fit the same budget. A new
+/// generation (code or configuration changed) goes back to the declared size.
+#[tokio::test(start_paused = true)]
+async fn instances_are_charged_what_they_were_measured_to_cost() {
+    let mut l = limits();
+    l.memory_budget_bytes = 40 * MIB; // four 10 MiB instances at their declared size
+    l.admission = thaw_scheduler::Admission::Measured {
+        margin_pct: 50,
+        floor_bytes: MIB,
+    };
+    let e = env(l);
+    e.factory.set_measured(2 * MIB); // each really costs 2 MiB: charged 3 MiB
+    let a = fv("a", "1");
+    let first = e.scheduler.lease(&a).await.unwrap();
+    assert_eq!(
+        e.scheduler.stats().memory_used,
+        10 * MIB,
+        "declared until measured"
+    );
+    drop(first);
+    let stats = e.scheduler.stats();
+    let pool = stats.pool(&a).unwrap();
+    assert_eq!(pool.memory_measured_per_instance, 2 * MIB);
+    assert_eq!(pool.memory_charged_per_instance, 3 * MIB);
+    assert_eq!(stats.memory_used, 3 * MIB, "the idle instance re-charged");
+    // Thirteen busy instances fit in 40 MiB at 3 MiB each; the 14th does not.
+    let mut held = Vec::new();
+    for _ in 0..13 {
+        held.push(e.scheduler.lease(&a).await.unwrap());
+    }
+    assert_eq!(e.scheduler.stats().memory_used, 39 * MIB);
+    let err = e.scheduler.lease(&a).await.unwrap_err();
+    assert!(matches!(err, LeaseError::NoCapacity(_)), "{err:?}");
+    // A bigger measurement raises every instance's charge (never above declared).
+    e.factory.set_measured(8 * MIB);
+    drop(held.pop());
+    let stats = e.scheduler.stats();
+    assert_eq!(
+        stats.pool(&a).unwrap().memory_charged_per_instance,
+        10 * MIB
+    );
+    assert_eq!(
+        stats.memory_used,
+        130 * MIB,
+        "13 instances, over budget until some go"
+    );
+    let err = e.scheduler.lease(&fv("b", "1")).await.unwrap_err();
+    assert!(matches!(err, LeaseError::NoCapacity(_)), "{err:?}");
+    drop(held);
+    // A new generation is charged its declared size again until measured.
+    e.factory.set_measured(0);
+    e.scheduler.invalidate(&a);
+    let stats = e.scheduler.stats();
+    assert_eq!(stats.pool(&a).unwrap().memory_measured_per_instance, 0);
+    assert_eq!(
+        stats.memory_used, 0,
+        "idle instances of the old generation discarded"
+    );
+}
+
+/// With `Admission::MemorySize` measurements are ignored.
+#[tokio::test(start_paused = true)]
+async fn memory_size_admission_ignores_measurements() {
+    let mut l = limits();
+    l.admission = thaw_scheduler::Admission::MemorySize;
+    let e = env(l);
+    e.factory.set_measured(2 * MIB);
+    let a = fv("a", "1");
+    drop(e.scheduler.lease(&a).await.unwrap());
+    let stats = e.scheduler.stats();
+    assert_eq!(
+        stats.pool(&a).unwrap().memory_charged_per_instance,
+        10 * MIB
+    );
+    assert_eq!(stats.memory_used, 10 * MIB);
+}

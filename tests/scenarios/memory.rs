@@ -93,3 +93,40 @@ fn test_max_memory_used_follows_what_the_handler_allocates() {
     // A peak: freeing does not lower it (and the wasm memory never shrinks).
     assert!(used(&mut instance, 0) >= more);
 }
+
+/// Issue 14: MemorySize is what a function gets. It allocates 1 MiB blocks until
+/// `MemoryError`; at 128 / 512 / 2048 MB at least 80 / 450 / 1,900 MB fit, the
+/// error comes promptly (never a timeout) and the instance keeps working after it.
+#[test]
+fn test_memory_size_is_what_a_function_can_allocate() {
+    if !kvm_or_skip("test_memory_size_is_what_a_function_can_allocate") {
+        return;
+    }
+    let source = "def handler(event, context):\n    keep = []\n    try:\n        while True:\n            b = bytearray(1 << 20)\n            b[::4096] = b'x' * 256\n            keep.append(b)\n    except MemoryError:\n        n = len(keep)\n        keep.clear()\n        return n\n";
+    for (memory_mb, want) in [(128u32, 80usize), (512, 450), (2048, 1900)] {
+        let mut s = spec(&format!("alloc-{memory_mb}"), source);
+        s.memory_mb = memory_mb;
+        s.timeout = Duration::from_secs(120);
+        let mut instance = boot(s);
+        let t0 = std::time::Instant::now();
+        let out = invoke_raw(&mut instance, b"{}".to_vec()).expect("a MemoryError, caught");
+        let got: usize = serde_json::from_slice(&out.body)
+            .unwrap_or_else(|_| panic!("{memory_mb}: {}", String::from_utf8_lossy(&out.body)));
+        eprintln!(
+            "MemorySize {memory_mb}: {got} MiB allocatable in {:?}, Max Memory Used {} MiB",
+            t0.elapsed(),
+            out.max_memory_used >> 20
+        );
+        assert!(got >= want, "MemorySize {memory_mb}: only {got} MiB");
+        assert!(
+            out.max_memory_used <= u64::from(memory_mb) << 20,
+            "MemorySize {memory_mb}: used {} bytes",
+            out.max_memory_used
+        );
+        // Still healthy after hitting the limit: the freed blocks are reusable.
+        let again = invoke_raw(&mut instance, b"{}".to_vec()).unwrap();
+        let again: usize = serde_json::from_slice(&again.body).unwrap();
+        assert!(again + 8 >= got, "{memory_mb}: {got} then {again}");
+    }
+    assert_host_healthy();
+}

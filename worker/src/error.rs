@@ -35,7 +35,7 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{memory_mb} MiB of guest memory is not enough: the runtime image alone needs {needed_mb} MiB")]
+    #[error("MemorySize {memory_mb} MiB is too small: the minimum is {needed_mb} MiB")]
     MemoryTooSmall { memory_mb: u32, needed_mb: u64 },
     #[error("request payload of {len} bytes exceeds the {max}-byte limit")]
     PayloadTooLarge { len: u64, max: u64 },

@@ -19,6 +19,11 @@ use thaw_scheduler::{FactoryError, FunctionVersion, InstanceFactory, RestoreKind
 /// vCPU thread): an estimate.
 pub const DEFAULT_OVERHEAD_BYTES: u64 = 16 << 20;
 
+/// Host memory a lazily restored instance costs besides the guest pages its pager
+/// installed (KVM's VM and vCPU structures, shadow page tables, the pager thread, the
+/// VMM's buffers): measured with `thaw bench --scenario density` (docs/PERFORMANCE.md).
+pub const MEASURED_OVERHEAD_BYTES: u64 = 2 << 20;
+
 /// How long an invocation runs in place on an async worker thread before it is moved to
 /// a blocking thread (see [`WorkerFactory::invoke`]).
 pub const DEFAULT_INLINE_SLICE: Duration = Duration::from_micros(500);
@@ -272,6 +277,18 @@ impl InstanceFactory for WorkerFactory {
         let specs = self.specs.read().expect("spec map poisoned");
         let memory_mb = specs.get(fv).map_or(512, |s| s.on_demand.memory_mb);
         (u64::from(memory_mb) << 20) + self.overhead_bytes
+    }
+
+    /// A lazily restored instance's private memory: what its pager installed (the shared
+    /// module image and shared clone pages are not its own) plus the VMM overhead.
+    /// Other memory modes are not measured (charged their MemorySize).
+    fn measured_bytes(&self, instance: &WorkerInstance) -> Option<u64> {
+        let vm = instance.vm.try_lock().ok()?;
+        let stats = vm.pager_stats()?;
+        if vm.lazy_mode() == Some(MemoryMode::Shared) {
+            return None;
+        }
+        Some(stats.bytes_installed + MEASURED_OVERHEAD_BYTES)
     }
 
     fn discard(&self, instance: WorkerInstance) {

@@ -11,6 +11,7 @@
 //!    snapshots are taken. An init error instead ends the boot with `InitFailed`.
 use crate::error::WorkerError;
 use crate::function::FunctionCode;
+use crate::restore::MemoryMode;
 use crate::runtime::{Runtime, GUEST_ELF};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,48 @@ use thaw_abi::{layout, phase, BootInfo, ResponseKind, BOOT_MAGIC, MAX_PAYLOAD, P
 use thaw_vmm::{Deadline, GuestEvent, NextInput, Vm, VmConfig, VmError};
 
 /// Smallest heap the guest gets besides the module image.
-const MIN_HEAP: u64 = 64 << 20;
+/// The guest's engine heap: wasmtime's own structures (48 MiB, as measured with
+/// room to spare) plus `/tmp` at its limit. Charged to the function as it is used
+/// (docs/MEMORY.md); reserved in guest-physical space, backed only where touched.
+const ENGINE_HEAP: u64 = (48 << 20) + thaw_guestfs::TMP_LIMIT as u64;
+
+/// Smallest MemorySize (Lambda's minimum).
+pub const MIN_MEMORY_MB: u32 = 128;
+
+/// Where a booted guest's pieces go in guest RAM (see docs/MEMORY.md): the runtime
+/// image (module, files, configuration; shared, not charged), the engine heap, then
+/// the function's memory region of exactly MemorySize, which ends guest RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLayout {
+    pub files_addr: u64,
+    pub config_addr: u64,
+    pub heap_start: u64,
+    pub heap_end: u64,
+    pub memory_start: u64,
+    /// Also the size of guest RAM (MemorySize rounded up to 2 MiB past the start;
+    /// the guest's budget is the exact MemorySize, `BootInfo::memory_mb`).
+    pub memory_end: u64,
+}
+
+impl GuestLayout {
+    /// The layout for a module, files and configuration of these lengths and a
+    /// MemorySize of `memory_mb` MiB.
+    pub fn new(module_len: u64, files_len: u64, config_len: u64, memory_mb: u32) -> Self {
+        let files_addr = align_2m(layout::IMAGES + module_len);
+        let config_addr = files_addr + thaw_abi::files::align(files_len as usize) as u64;
+        let heap_start = align_2m(config_addr + config_len);
+        let heap_end = heap_start + ENGINE_HEAP;
+        let memory_start = heap_end;
+        Self {
+            files_addr,
+            config_addr,
+            heap_start,
+            heap_end,
+            memory_start,
+            memory_end: memory_start + align_2m(u64::from(memory_mb) << 20),
+        }
+    }
+}
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -188,19 +230,23 @@ impl Instance {
         spec.code.check_handler(&spec.handler)?;
         let t0 = Instant::now();
         let mut timings = BootTimings::default();
-        let ram_size = u64::from(spec.memory_mb) << 20;
+        if spec.memory_mb < MIN_MEMORY_MB {
+            return Err(WorkerError::MemoryTooSmall {
+                memory_mb: spec.memory_mb,
+                needed_mb: u64::from(MIN_MEMORY_MB),
+            });
+        }
         let files = files_archive(runtime, &spec.code);
         let config = config_archive(runtime, &spec);
         let module_len = runtime.module.bytes.len() as u64;
-        let files_addr = align_2m(layout::IMAGES + module_len);
-        let config_addr = files_addr + thaw_abi::files::align(files.len()) as u64;
-        let heap_start = align_2m(config_addr + config.len() as u64);
-        if heap_start + MIN_HEAP > ram_size {
-            return Err(WorkerError::MemoryTooSmall {
-                memory_mb: spec.memory_mb,
-                needed_mb: (heap_start + MIN_HEAP) >> 20,
-            });
-        }
+        let at = GuestLayout::new(
+            module_len,
+            files.len() as u64,
+            config.len() as u64,
+            spec.memory_mb,
+        );
+        let ram_size = at.memory_end;
+        let (files_addr, config_addr) = (at.files_addr, at.config_addr);
         let mut vm = Vm::new(&VmConfig {
             memory_bytes: ram_size,
         })?;
@@ -224,8 +270,10 @@ impl Instance {
             files_len: files.len() as u64,
             config_addr,
             config_len: config.len() as u64,
-            heap_start,
-            heap_end: ram_size,
+            heap_start: at.heap_start,
+            heap_end: at.heap_end,
+            memory_start: at.memory_start,
+            memory_end: at.memory_end,
             seed: entropy(),
             ..Default::default()
         })?;
@@ -306,6 +354,11 @@ impl Instance {
     /// Pager statistics of a lazily restored instance.
     pub fn pager_stats(&self) -> Option<thaw_pager::StatsSnapshot> {
         self.lazy.as_ref().map(|l| l.handle.stats())
+    }
+
+    /// The memory mode of a lazily restored instance.
+    pub fn lazy_mode(&self) -> Option<MemoryMode> {
+        self.lazy.as_ref().map(|l| l.mode)
     }
 
     /// The microVM, mutably (saving state).

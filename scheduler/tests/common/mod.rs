@@ -23,6 +23,7 @@ pub fn limits() -> Limits {
         memory_budget_bytes: 1000 * MIB,
         keep_warm_ttl: Duration::from_secs(300),
         provision_parallelism: 4,
+        admission: thaw_scheduler::Admission::DEFAULT,
     }
 }
 
