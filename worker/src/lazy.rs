@@ -14,9 +14,9 @@
 //!    has no working set yet (plus, read off the page tables after the first
 //!    response, the module chunks the guest used through the shared image).
 //! 3. Read ahead every chunk steps 3-4 install; install the chunks the VMM itself
-//!    reads and writes (boot info, mailboxes, log, request and response areas)
-//!    before the pager registers the range, so a corrupt chunk or a lack of
-//!    memory there fails the restore cleanly instead of faulting the host.
+//!    touches on every invocation (boot info, mailboxes, log, the first chunk of the
+//!    request and of the response area) before the vCPU runs, so a corrupt chunk
+//!    fails the restore cleanly; the rest of the payload areas is paged in on demand.
 //! 4. `uffd+prefetch`: install the recorded working set in bulk on every core
 //!    (minus the module chunks when the shared image is mapped).
 //! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
@@ -319,13 +319,21 @@ impl LazyCaches {
 /// Free huge pages a hugetlbfs-backed restore leaves for the guest to grow into.
 const HUGE_PAGE_HEADROOM: usize = 16;
 
-/// The chunk indices covering what the VMM accesses itself (step 3).
-fn vmm_chunks(chunk_size: u64) -> std::ops::Range<u32> {
-    let (lo, hi) = (
-        thaw_abi::layout::BOOT_INFO,
-        thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE,
-    );
-    (lo / chunk_size) as u32..hi.div_ceil(chunk_size) as u32
+/// The chunks the VMM touches on every restore and invocation (step 3): the one
+/// holding the boot info, the mailboxes and the log, and the first chunk of the
+/// request and of the response areas. The rest of those areas (only large payloads
+/// reach it) is paged in on demand like guest memory: the VMM's own accesses fault
+/// into the pager too, which always serves them (small pages when no huge page is
+/// free), so they are not backed up front (18 MiB of huge pages per instance).
+fn vmm_chunks(chunk_size: u64) -> impl Iterator<Item = u32> + Clone {
+    use thaw_abi::layout::{BOOT_INFO, LOG, LOG_SIZE, REQUEST, RESPONSE};
+    let span = move |lo: u64, hi: u64| (lo / chunk_size) as u32..hi.div_ceil(chunk_size) as u32;
+    let mut chunks: Vec<u32> = span(BOOT_INFO, LOG + LOG_SIZE)
+        .chain(span(REQUEST, REQUEST + 1))
+        .chain(span(RESPONSE, RESPONSE + 1))
+        .collect();
+    chunks.dedup();
+    chunks.into_iter()
 }
 
 /// Restores a VM whose memory the pager fills lazily (see the module doc).
@@ -346,7 +354,7 @@ pub fn lazy_restore(
     // Huge pages this restore installs right away (the VMM's areas and the working
     // set) plus room for the guest to grow: with fewer free, 4 KiB pages instead,
     // so a full pool slows restores down rather than failing them.
-    let huge_pages_needed = vmm_chunks(cs).len()
+    let huge_pages_needed = vmm_chunks(cs).count()
         + working_set.as_ref().map_or(0, Vec::len) * cs as usize / thaw_abi::PAGE_2M as usize
         + HUGE_PAGE_HEADROOM;
     let huge_pages_ok = || thaw_pager::free_huge_pages() >= huge_pages_needed;
@@ -550,13 +558,14 @@ fn private_vm(
     Ok((Vm::with_ram(ram)?, thaw_pager::Backing::Anonymous, None))
 }
 
-/// Backs the VMM's own areas with (zeroed) memory.
+/// Backs the chunks the VMM touches on every invocation ([`vmm_chunks`]) with
+/// (zeroed) memory.
 fn populate_vmm_areas(ram: &GuestRam) -> Result<(), WorkerError> {
-    let (lo, hi) = (
-        thaw_abi::layout::BOOT_INFO,
-        thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE,
-    );
-    Ok(ram.populate(lo, hi - lo)?)
+    let cs = thaw_abi::PAGE_2M;
+    for c in vmm_chunks(cs) {
+        ram.populate(u64::from(c) * cs, cs)?;
+    }
+    Ok(())
 }
 
 /// Ready VM shells for lazy restores: a KVM VM and vCPU over unpopulated hugetlbfs
