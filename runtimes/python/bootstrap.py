@@ -157,6 +157,15 @@ def _invoke(handler, header, raw):
         return "error", body
 
 
+def _probe(header, raw):
+    """The runtime's own invoke path without the handler (a probe the host sends to a
+    throwaway clone at build time to learn which memory an invocation touches before
+    the first real one; the handler, which may have side effects, never runs)."""
+    json.loads(raw) if raw else {}
+    LambdaContext(header).get_remaining_time_in_millis()
+    return "response", json.dumps(None).encode()
+
+
 def _run_hooks(hooks):
     for func, args, kwargs in hooks:
         func(*args, **kwargs)
@@ -205,6 +214,10 @@ def main():
         header = json.loads(_read("next"))
         raw = _read("event")
         _thaw_compat.set_request_id(header.get("request_id", ""))
+        if header.get("probe"):
+            kind, body = _probe(header, raw)
+            _write(kind, body)
+            continue
         failed = _after_restore() if header.get("restored") else None
         if failed is not None:
             kind, body = "error", failed

@@ -85,6 +85,10 @@ pub struct Manifest {
     pub state: Vec<u8>,
     /// Global chunk indices (see [`Manifest::chunk`]) in first-touch order, if recorded.
     pub working_set: Option<Vec<u32>>,
+    /// A working set recorded before any real invocation (the runtime's own invoke
+    /// path, at build time): prefetched by restores until the first real restore
+    /// records the final one on top of it.
+    pub provisional_working_set: Option<Vec<u32>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -167,6 +171,7 @@ pub(crate) fn decode_record(id: SnapshotId, record: &[u8]) -> Result<Manifest, M
         regions: body.regions,
         state: payload[4 + json_len..].to_vec(),
         working_set: None,
+        provisional_working_set: None,
     })
 }
 

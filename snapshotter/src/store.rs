@@ -177,6 +177,9 @@ pub(crate) fn manifest_key(id: &SnapshotId) -> Vec<u8> {
 pub(crate) fn working_set_key(id: &SnapshotId) -> Vec<u8> {
     format!("w/{id}").into_bytes()
 }
+pub(crate) fn provisional_working_set_key(id: &SnapshotId) -> Vec<u8> {
+    format!("wp/{id}").into_bytes()
+}
 pub(crate) fn bad_key(id: &SnapshotId) -> Vec<u8> {
     format!("b/{id}").into_bytes()
 }
@@ -275,11 +278,15 @@ impl Store {
             .ok_or(StoreError::NoSuchSnapshot(*id))?;
         let mut m = manifest::decode_record(*id, &rec)
             .map_err(|source| StoreError::DecodeManifest { id: *id, source })?;
+        let decode = |ws: Vec<u8>| {
+            manifest::decode_working_set(&ws)
+                .map_err(|source| StoreError::DecodeManifest { id: *id, source })
+        };
         if let Some(ws) = self.get(&working_set_key(id))? {
-            m.working_set = Some(
-                manifest::decode_working_set(&ws)
-                    .map_err(|source| StoreError::DecodeManifest { id: *id, source })?,
-            );
+            m.working_set = Some(decode(ws)?);
+        }
+        if let Some(ws) = self.get(&provisional_working_set_key(id))? {
+            m.provisional_working_set = Some(decode(ws)?);
         }
         Ok(m)
     }
@@ -299,15 +306,26 @@ impl Store {
 
     /// Records the working set (global chunk indices in first-touch order) of snapshot `id`.
     pub fn set_working_set(&self, id: &SnapshotId, ws: &[u32]) -> Result<(), StoreError> {
+        self.put_working_set(working_set_key(id), id, ws)
+    }
+
+    /// Records a provisional working set of snapshot `id` (see
+    /// [`Manifest::provisional_working_set`]).
+    pub fn set_provisional_working_set(
+        &self,
+        id: &SnapshotId,
+        ws: &[u32],
+    ) -> Result<(), StoreError> {
+        self.put_working_set(provisional_working_set_key(id), id, ws)
+    }
+
+    fn put_working_set(&self, key: Vec<u8>, id: &SnapshotId, ws: &[u32]) -> Result<(), StoreError> {
         let m = self.manifest(id)?;
         let chunks = m.chunk_count();
         if let Some(&index) = ws.iter().find(|&&i| i as usize >= chunks) {
             return Err(StoreError::SetWorkingSet { index, chunks });
         }
-        self.write(vec![KvOp::Put(
-            working_set_key(id),
-            manifest::encode_working_set(ws),
-        )])
+        self.write(vec![KvOp::Put(key, manifest::encode_working_set(ws))])
     }
 
     /// Reads chunk `id`, decompressed and checked against its hash. A corrupt chunk file is moved
@@ -447,6 +465,7 @@ impl Store {
         let mut ops = vec![
             KvOp::Delete(manifest_key(id)),
             KvOp::Delete(working_set_key(id)),
+            KvOp::Delete(provisional_working_set_key(id)),
             KvOp::Delete(bad_key(id)),
         ];
         for (c, n) in uses {
@@ -557,6 +576,18 @@ mod tests {
         assert!(matches!(
             store.set_working_set(&id, &[4]),
             Err(StoreError::SetWorkingSet { index: 4, .. })
+        ));
+        // The provisional set is kept apart from the final one.
+        assert_eq!(store.manifest(&id).unwrap().provisional_working_set, None);
+        store.set_provisional_working_set(&id, &[1]).unwrap();
+        let m = store.manifest(&id).unwrap();
+        assert_eq!(
+            (m.working_set, m.provisional_working_set),
+            (Some(vec![3, 0, 2]), Some(vec![1]))
+        );
+        assert!(matches!(
+            store.set_provisional_working_set(&id, &[9]),
+            Err(StoreError::SetWorkingSet { index: 9, .. })
         ));
     }
 

@@ -64,13 +64,19 @@ fn test_prefetch_records_the_working_set_then_avoids_faults() {
     let dir = tempfile::tempdir().unwrap();
     let w = worker(dir.path(), StoreOptions::default());
     let (id, _) = w.snapshot(&spec("reap", COUNTER)).unwrap();
-    // First lazy restore records the chunks touched up to the first response.
+    // The build's probe clone recorded, by its faults, the chunks the runtime's
+    // invoke path touches (a provisional set); the first real restore records the
+    // final set on top of it, up to the first response.
     let snap = w.open_snapshot(&id, None).unwrap();
     assert!(snap.manifest.working_set.is_none());
+    let recorded = snap
+        .manifest
+        .provisional_working_set
+        .as_ref()
+        .map_or(0, |p| p.len() as u64);
+    assert!(recorded > 0, "the probe's restore paged in by faults");
     let (mut first, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
     invoke(&mut first, &serde_json::json!({}));
-    let recorded = first.pager_stats().unwrap().fault_blocks;
-    assert!(recorded > 0, "the recording restore pages in by faults");
     let snap = w.open_snapshot(&id, None).unwrap();
     let ws = snap
         .manifest
@@ -316,4 +322,77 @@ fn test_big_payloads_page_in_the_payload_areas_of_a_lazy_restore() {
             );
         }
     }
+}
+
+/// Issue 14: the first cold start after a deploy prefetches too. The build records
+/// a provisional working set on a throwaway clone that runs only the runtime's
+/// invoke path (never the handler: its side effects must not run on a made-up
+/// event); the first real restore prefetches it and records the final set on top.
+#[test]
+fn test_the_first_restore_after_a_build_prefetches_a_provisional_working_set() {
+    if !kvm_or_skip("test_the_first_restore_after_a_build_prefetches_a_provisional_working_set") {
+        return;
+    }
+    // The handler has a side effect outside the VM: it makes an HTTP request to a
+    // loopback server this test runs. The build (and its probe) must not make it.
+    let server = thaw_tests::net::http_server(4);
+    let code = format!("import urllib.request\nCALLS = 0\n\ndef handler(event, context):\n    global CALLS\n    CALLS += 1\n    urllib.request.urlopen('http://127.0.0.1:{}/').read()\n    return {{'calls': CALLS, 'echo': event}}\n", server.port());
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = worker(dir.path(), StoreOptions::default());
+    w.set_net(thaw_tests::net::net(
+        &[format!("127.0.0.1:{}", server.port())],
+        None,
+    ));
+    let (id, timings) = w.snapshot(&spec("provisional", &code)).unwrap();
+    assert_eq!(server.accepted(), 0, "the build ran the handler");
+    let snap = w.open_snapshot(&id, None).unwrap();
+    let provisional = snap
+        .manifest
+        .provisional_working_set
+        .clone()
+        .expect("the build recorded a provisional working set");
+    assert!(!provisional.is_empty());
+    assert!(
+        snap.manifest.working_set.is_none(),
+        "no final set before a real invocation"
+    );
+    let t0 = Instant::now();
+    let (mut first, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+    let out = body_json(&invoke(&mut first, &serde_json::json!({"n": 1})));
+    let first_took = t0.elapsed();
+    assert_eq!(out, serde_json::json!({"calls": 1, "echo": {"n": 1}}));
+    assert_eq!(
+        server.accepted(),
+        1,
+        "exactly the real invocation's request"
+    );
+    let stats = first.pager_stats().unwrap();
+    assert!(
+        stats.prefetch_blocks > 0,
+        "prefetched the provisional set: {stats:?}"
+    );
+    let fin = w
+        .open_snapshot(&id, None)
+        .unwrap()
+        .manifest
+        .working_set
+        .expect("the first real restore stored the final set");
+    assert!(
+        provisional.iter().all(|c| fin.contains(c)),
+        "the final set extends the provisional one"
+    );
+    drop(first);
+    let t1 = Instant::now();
+    let snap = w.open_snapshot(&id, None).unwrap();
+    let (mut later, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+    invoke(&mut later, &serde_json::json!({"n": 2}));
+    let later_took = t1.elapsed();
+    eprintln!(
+        "first restore+invoke after the build {first_took:?} (faults {}), a later one {later_took:?} (faults {}); probe at build {:?}; provisional {} blocks, final {}",
+        stats.fault_blocks,
+        later.pager_stats().unwrap().fault_blocks,
+        timings.probe,
+        provisional.len(),
+        fin.len()
+    );
 }

@@ -199,6 +199,13 @@ impl WorkerFactory {
     /// that needs longer is moved off with `block_in_place` (the runtime gives this
     /// thread's other work to another thread) and finished there. Elsewhere (a
     /// current-thread runtime), a blocking thread runs it.
+    ///
+    /// The first invocation of a freshly restored instance never runs inline: it is
+    /// the one that faults in memory the pager has not installed yet, and a guest
+    /// fault must not hold an async thread (the threads that serve HTTP, `/health`
+    /// and signals) while the pager reads and installs a block. Warm instances fault
+    /// rarely, and the pager serves every fault promptly (a small-page fallback when
+    /// no huge page is free, never an endless wait).
     pub async fn invoke(
         &self,
         instance: &WorkerInstance,
@@ -208,7 +215,7 @@ impl WorkerFactory {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi_thread {
             let mut vm = instance.vm.lock().map_err(|_| WorkerError::NotReady)?;
-            if self.inline_slice.is_zero() {
+            if self.inline_slice.is_zero() || vm.is_fresh() {
                 return tokio::task::block_in_place(|| vm.invoke(&req));
             }
             return match vm.invoke_sliced(&req, self.inline_slice)? {

@@ -169,7 +169,42 @@ impl Worker {
     ) -> Result<(SnapshotId, SnapshotTimings), WorkerError> {
         spec.code.check_handler(&spec.handler)?;
         let spec = self.with_net(Arc::new(spec.clone()));
-        take_snapshot(&self.runtime, &self.store, &spec)
+        let (id, mut timings) = take_snapshot(&self.runtime, &self.store, &spec)?;
+        let t0 = Instant::now();
+        if let Err(e) = self.probe_working_set(&id) {
+            // Only the first restore gets slower: it records the working set itself.
+            eprintln!(
+                "thaw: recording a provisional working set of {id}: {}",
+                crate::error::error_chain(&e)
+            );
+        }
+        timings.probe = t0.elapsed();
+        timings.total += timings.probe;
+        Ok((id, timings))
+    }
+
+    /// A useful working set before the first request (so the first cold start after
+    /// a deploy prefetches like the rest): restore a throwaway clone that records its
+    /// faults, run the runtime's invoke path on it without the handler
+    /// ([`Instance::probe_runtime`]: the handler may have side effects, so it never
+    /// runs on a made-up event), and store what it touched as the snapshot's
+    /// provisional working set. The first real restore prefetches it and records the
+    /// final set on top of it. It also starts the runtime's shared module image, so
+    /// the first real restore in this process finds it built.
+    fn probe_working_set(&self, id: &SnapshotId) -> Result<(), WorkerError> {
+        let snap = self.open_snapshot(id, None)?;
+        let (mut clone, _) = self.restore(&snap, MemoryMode::UffdPrefetch)?;
+        let out = clone.probe_runtime()?;
+        if out.function_error {
+            return Err(WorkerError::Crashed {
+                message: format!(
+                    "the runtime probe failed: {}",
+                    String::from_utf8_lossy(&out.body)
+                ),
+                log: out.log,
+            });
+        }
+        Ok(())
     }
 
     /// The current snapshot of a function version, if any.

@@ -356,6 +356,12 @@ impl Instance {
         self.lazy.as_ref().map(|l| l.handle.stats())
     }
 
+    /// Whether the instance has not run an invocation since it was restored (its first
+    /// one touches pages the pager has not installed yet).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh_restore
+    }
+
     /// The memory mode of a lazily restored instance.
     pub fn lazy_mode(&self) -> Option<MemoryMode> {
         self.lazy.as_ref().map(|l| l.mode)
@@ -384,7 +390,7 @@ impl Instance {
     /// Runs one invocation. On `Err` the instance is dead and must be discarded;
     /// a handler error is an `Ok` outcome with `function_error` set.
     pub fn invoke(&mut self, req: &InvokeRequest) -> Result<InvokeOutcome, WorkerError> {
-        let running = self.begin(req)?;
+        let running = self.begin(req, false)?;
         self.resume(running)
     }
 
@@ -398,7 +404,7 @@ impl Instance {
         req: &InvokeRequest,
         slice: Duration,
     ) -> Result<Progress, WorkerError> {
-        let running = self.begin(req)?;
+        let running = self.begin(req, false)?;
         self.advance(running, Some(slice))
     }
 
@@ -413,8 +419,31 @@ impl Instance {
         }
     }
 
+    /// Runs the runtime's invoke path without the handler (`"probe": true` in the
+    /// header: the bootstrap parses the event, builds the context and answers `null`).
+    /// Used on a throwaway clone at build time to record the memory an invocation
+    /// touches before any real one (worker/src/snapshot.rs); user code never runs.
+    pub fn probe_runtime(&mut self) -> Result<InvokeOutcome, WorkerError> {
+        let req = InvokeRequest {
+            payload: b"{}".to_vec(),
+            request_id: None,
+            client_context: None,
+        };
+        if let Some(lazy) = &mut self.lazy {
+            lazy.provisional = true;
+        }
+        let running = self.begin(&req, true)?;
+        match self.advance(running, None)? {
+            Progress::Done(outcome) => Ok(outcome),
+            Progress::Yielded(_) => Err(WorkerError::Crashed {
+                message: "an unsliced probe yielded".into(),
+                log: self.vm.take_log(),
+            }),
+        }
+    }
+
     /// Hands the request to the parked guest and arms the deadline.
-    fn begin(&mut self, req: &InvokeRequest) -> Result<Running, WorkerError> {
+    fn begin(&mut self, req: &InvokeRequest, probe: bool) -> Result<Running, WorkerError> {
         if req.payload.len() as u64 > MAX_PAYLOAD {
             return Err(WorkerError::PayloadTooLarge {
                 len: req.payload.len() as u64,
@@ -437,6 +466,7 @@ impl Instance {
             "trace_id": format!("Root=1-{:08x}-{}", deadline_ms / 1000, &uuid::Uuid::new_v4().simple().to_string()[..24]),
             "client_context": req.client_context,
             "restored": self.fresh_restore,
+            "probe": probe,
         })
         .to_string();
         // A refused request (e.g. an oversized header) leaves the instance ready.

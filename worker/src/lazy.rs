@@ -123,6 +123,12 @@ pub struct LazyMemory {
     pub snapshot: (Store, SnapshotId),
     /// Where to store the working set after the first response, when recording.
     pub record_to: Option<(Store, SnapshotId)>,
+    /// The provisional working set this restore prefetched and records on top of
+    /// (empty without one): the stored set is it plus what faulted.
+    pub base: Vec<u32>,
+    /// Store what is recorded as the snapshot's provisional working set (a build-time
+    /// probe, [`crate::Instance::probe_runtime`]) rather than its final one.
+    pub provisional: bool,
     pub mode: MemoryMode,
     /// When recording with the module image mapped: where the module region is in
     /// host memory and its first chunk index. Its pages never fault into the pager,
@@ -145,7 +151,14 @@ impl LazyMemory {
     /// restore in a process without the module image yet prefetches all of them.
     pub fn first_response_done(&mut self) {
         if let Some((store, id)) = self.record_to.take() {
-            let mut ws = self.handle.take_working_set();
+            let mut ws = std::mem::take(&mut self.base);
+            let faulted = self.handle.take_working_set();
+            ws.extend(
+                faulted
+                    .into_iter()
+                    .filter(|c| !ws.contains(c))
+                    .collect::<Vec<_>>(),
+            );
             if let Some(p) = self.module_probe {
                 match thaw_pager::present_blocks(p.addr, p.len, p.chunk_size) {
                     Ok(present) => {
@@ -162,7 +175,12 @@ impl LazyMemory {
                     Err(e) => eprintln!("thaw: reading which module pages {id} used: {e}"),
                 }
             }
-            if let Err(e) = store.set_working_set(&id, &ws) {
+            let stored = if self.provisional {
+                store.set_provisional_working_set(&id, &ws)
+            } else {
+                store.set_working_set(&id, &ws)
+            };
+            if let Err(e) = stored {
                 eprintln!("thaw: storing the working set of {id}: {e}");
             }
         }
@@ -301,18 +319,24 @@ pub struct LazyCaches {
 }
 
 impl LazyCaches {
-    /// A snapshot's recorded working set: from memory, else from the store (a
-    /// snapshot opened before its working set was recorded has none in `snap`).
-    fn working_set(&self, store: &Store, id: &SnapshotId) -> Result<Option<Vec<u32>>, WorkerError> {
+    /// A snapshot's working set and whether it is only provisional: the final one
+    /// from memory, else from the store (a snapshot opened before its working set
+    /// was recorded has none in `snap`), else the provisional one.
+    fn working_set(
+        &self,
+        store: &Store,
+        id: &SnapshotId,
+    ) -> Result<Option<(Vec<u32>, bool)>, WorkerError> {
         let mut known = self.working_sets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ws) = known.get(id) {
-            return Ok(Some(ws.as_ref().clone()));
+            return Ok(Some((ws.as_ref().clone(), false)));
         }
-        let ws = store.manifest(id).map_err(WorkerError::Store)?.working_set;
-        if let Some(ws) = &ws {
+        let m = store.manifest(id).map_err(WorkerError::Store)?;
+        if let Some(ws) = m.working_set {
             known.insert(*id, Arc::new(ws.clone()));
+            return Ok(Some((ws, false)));
         }
-        Ok(ws)
+        Ok(m.provisional_working_set.map(|ws| (ws, true)))
     }
 }
 
@@ -346,10 +370,14 @@ pub fn lazy_restore(
     let t0 = std::time::Instant::now();
     let len = snap.manifest.meta.memory_size;
     let cs = snap.manifest.chunk_size;
-    // The working set may have been recorded since `snap` was read.
-    let working_set = match &snap.manifest.working_set {
-        Some(ws) => Some(ws.clone()),
-        None => caches.working_set(store, &snap.manifest.id)?,
+    // The working set may have been recorded since `snap` was read. A provisional
+    // one (recorded at build time) is prefetched and recorded on top of.
+    let (working_set, provisional) = match &snap.manifest.working_set {
+        Some(ws) => (Some(ws.clone()), false),
+        None => match caches.working_set(store, &snap.manifest.id)? {
+            Some((ws, provisional)) => (Some(ws), provisional),
+            None => (None, false),
+        },
     };
     // Huge pages this restore installs right away (the VMM's areas and the working
     // set) plus room for the guest to grow: with fewer free, 4 KiB pages instead,
@@ -454,8 +482,8 @@ pub fn lazy_restore(
         }
     }
     // 2. The pager.
-    let record =
-        matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch) && working_set.is_none();
+    let record = matches!(mode, MemoryMode::Uffd | MemoryMode::UffdPrefetch)
+        && (working_set.is_none() || provisional);
     let region = GuestRegion {
         host_addr: thaw_pager::HostAddr(vm.ram().host_addr().0),
         len: len as usize,
@@ -529,6 +557,11 @@ pub fn lazy_restore(
             handle,
             snapshot: (store.clone(), snap.manifest.id),
             record_to,
+            base: match (&working_set, provisional && record) {
+                (Some(ws), true) => ws.clone(),
+                _ => Vec::new(),
+            },
+            provisional: false,
             mode,
             module_probe,
         },

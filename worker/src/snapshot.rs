@@ -48,6 +48,8 @@ pub struct SnapshotTimings {
     pub boot: crate::instance::BootTimings,
     pub save_state: Duration,
     pub store_memory: Duration,
+    /// Recording the provisional working set (a probe on a throwaway clone).
+    pub probe: Duration,
     pub total: Duration,
 }
 
@@ -169,6 +171,7 @@ pub fn take_snapshot(
             boot,
             save_state,
             store_memory,
+            probe: Duration::ZERO,
             total: t0.elapsed(),
         },
     ))
