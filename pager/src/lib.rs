@@ -28,7 +28,7 @@ pub use huge::{free_huge_pages, HugeError, HugeMemfd, Mapping, ThpRegion, HUGE_P
 pub use install::InstallError;
 pub use pager::{FatalCallback, Pager, PagerError, PagerHandle, PagerOptions, Registered};
 pub use shared::{PrivateMapping, SharedError, SharedImage};
-pub use smaps::{mapping_memory, present_blocks, MappingMemory, SmapsError};
+pub use smaps::{mapping_memory, present_blocks, private_anon_bytes, MappingMemory, SmapsError};
 pub use source::{ChunkKind, PageSource, SharedChunk, SourceError, VecSource};
 pub use stats::{PagerStats, StatsSnapshot, LATENCY_BUCKETS};
 

@@ -106,6 +106,37 @@ pub fn present_blocks(addr: HostAddr, len: usize, block: usize) -> io::Result<Ve
     Ok(out)
 }
 
+/// Bytes of `[addr, addr + len)` backed by private anonymous pages (/proc/self/pagemap:
+/// present, bit 63, and neither a file page nor shared anonymous memory, bit 61): on a
+/// clone's `MAP_PRIVATE` view of a shared image, exactly its copy-on-write copies, the
+/// memory it holds alone. Reads 8 bytes per 4 KiB page.
+pub fn private_anon_bytes(addr: HostAddr, len: usize) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    if !addr.0.is_multiple_of(PAGE) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "unaligned range",
+        ));
+    }
+    let file = std::fs::File::open("/proc/self/pagemap")?;
+    let pages = len.div_ceil(PAGE);
+    let mut entries = vec![0u8; pages.min(4096) * 8];
+    let mut private = 0u64;
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(4096);
+        let buf = &mut entries[..n * 8];
+        file.read_exact_at(buf, ((addr.0 / PAGE + done) * 8) as u64)?;
+        private += buf
+            .chunks_exact(8)
+            .filter(|e| e[7] & 0x80 != 0 && e[7] & 0x20 == 0)
+            .count() as u64;
+        done += n;
+    }
+    Ok(private * PAGE as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +150,24 @@ mod tests {
         unsafe { std::ptr::write_bytes(addr.0 as *mut u8, 1, len / 2) };
         let m = mapping_memory(addr, len).unwrap();
         assert!(m.rss_kib >= 128 && m.private_kib >= 128, "{m:?}");
+    }
+
+    #[test]
+    fn test_private_anon_bytes_counts_copy_on_write_copies_only() {
+        let len = 16 * 4096;
+        let img = crate::SharedImage::create(len, false).unwrap();
+        let map = img.map_private().unwrap();
+        let addr = map.addr();
+        // Read 8 pages (shared page-cache pages), then write 3 (private copies).
+        for p in 0..8 {
+            // SAFETY: reads inside the fresh private mapping of `len` bytes.
+            unsafe { std::ptr::read_volatile((addr.0 + p * 4096) as *const u8) };
+        }
+        for p in [1usize, 4, 9] {
+            // SAFETY: writes inside the same mapping.
+            unsafe { std::ptr::write_volatile((addr.0 + p * 4096) as *mut u8, 1) };
+        }
+        assert_eq!(private_anon_bytes(addr, len).unwrap(), 3 * 4096);
     }
 
     #[test]

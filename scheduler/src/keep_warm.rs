@@ -53,6 +53,7 @@ impl<F: InstanceFactory> Scheduler<F> {
                     };
                     tracing::debug!(fv = %pool.key, id = %idle.id, "keep-warm TTL expired");
                     pool.counters.evicted_ttl += 1;
+                    pool.charged = pool.charged.saturating_sub(1);
                     freed += pool.cost;
                     report.evicted += 1;
                     victims.push(idle.instance);

@@ -146,7 +146,7 @@ impl<F: InstanceFactory> Lease<F> {
             inner.factory.discard(instance);
             return;
         }
-        let (discard, cost, spawn) = st
+        let (discard, spawn) = st
             .adjust_pool(&self.key, |p| {
                 // 1.
                 let current = healthy && p.generation == self.generation && !p.retired;
@@ -179,11 +179,11 @@ impl<F: InstanceFactory> Lease<F> {
                 // 3.
                 p.refresh_status();
                 let spawn = take_needed(p).map(|n| (Arc::clone(&p.key), n));
-                (discard, p.cost, spawn)
+                (discard, spawn)
             })
             .expect("pool checked above");
         if discard.is_some() {
-            st.release_memory(cost);
+            st.uncharge(&self.key, 1);
         }
         // 4. Admission by measured use: charge the version what its instances cost.
         if let Some(bytes) = measured {

@@ -69,6 +69,7 @@ impl<I> State<I> {
             if let Some(idle) = pool.idle.pop_front() {
                 tracing::debug!(fv = %pool.key, id = %idle.id, "evicting idle instance for memory");
                 pool.counters.evicted_memory += 1;
+                pool.charged = pool.charged.saturating_sub(1);
                 self.memory_used -= pool.cost;
                 victims.push(idle.instance);
             }
@@ -86,7 +87,7 @@ impl<I> State<I> {
         if pool.cost == cost {
             return;
         }
-        let (n, old) = (u64::from(pool.instances()), pool.cost);
+        let (n, old) = (u64::from(pool.charged), pool.cost);
         pool.cost = cost;
         self.memory_used = self
             .memory_used
@@ -112,6 +113,25 @@ impl<I> State<I> {
         pool.measured = bytes;
         let cost = admission.charge(pool.declared, pool.measured);
         self.recost(fv, cost);
+    }
+
+    /// Records that one more instance of `fv` is charged (after a successful
+    /// [`State::reserve_memory`] of its pool's cost).
+    pub fn charge(&mut self, fv: &crate::ids::FunctionVersion) {
+        if let Some(pool) = self.pool_mut(fv) {
+            pool.charged += 1;
+        }
+    }
+
+    /// Returns the charge of `n` instances of `fv` (at its pool's current cost).
+    pub fn uncharge(&mut self, fv: &crate::ids::FunctionVersion, n: usize) {
+        let Some(pool) = self.pool_mut(fv) else {
+            return;
+        };
+        let n = n as u32;
+        pool.charged = pool.charged.saturating_sub(n);
+        let cost = pool.cost * u64::from(n);
+        self.release_memory(cost);
     }
 
     /// Returns `cost` bytes to the budget.
@@ -141,6 +161,7 @@ mod tests {
             instance: name,
             since,
         });
+        pool.charged += 1;
         st.memory_used += 10;
     }
 

@@ -39,6 +39,9 @@ pub(crate) struct Pool<I> {
     pub declared: u64,
     /// The most an instance of this generation was measured to cost (0: not yet).
     pub measured: u64,
+    /// Instances charged `cost` against the memory budget now (live ones and restores
+    /// that reserved their memory; not provisioners still waiting for room).
+    pub charged: u32,
     /// Bumped by invalidate: leases and restores from an older generation are discarded.
     pub generation: u64,
     /// Idle on-demand instances, oldest first (lease takes the newest, eviction the oldest).
@@ -61,6 +64,7 @@ impl<I> Pool<I> {
             cost,
             declared: cost,
             measured: 0,
+            charged: 0,
             generation: 0,
             idle: VecDeque::new(),
             busy: 0,
@@ -92,7 +96,8 @@ impl<I> Pool<I> {
         self.busy + self.restoring + self.prov_slots()
     }
 
-    /// Live and restoring instances, each charged `cost` bytes.
+    /// Live and restoring instances (restoring counts provisioners still waiting for
+    /// memory; [`Pool::charged`] counts what the budget is charged for).
     pub fn instances(&self) -> u32 {
         self.idle.len() as u32 + self.busy + self.restoring + self.prov_live() + self.prov_restoring
     }

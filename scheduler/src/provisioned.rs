@@ -116,7 +116,6 @@ enum Admit<I> {
     Restore {
         id: InstanceId,
         generation: u64,
-        cost: u64,
         victims: Vec<I>,
     },
     /// The pool no longer wants the instance, or the config FAILED; uncounted already.
@@ -139,14 +138,15 @@ enum Admit<I> {
 /// 3. Restore outside the lock.
 /// 4. Under the lock, add the instance to the idle provisioned list if it is of the current
 ///    generation and still wanted, else discard it; a restore error fails the config with its
-///    reason. Refresh the status and spawn more restores if the pool is short again.
+///    reason. Refresh the status and spawn more restores if the pool is short again. Under
+///    `Admission::Measured`, fold what the new instance measured into the pool's charge.
 ///
 /// Waiting polls rather than being woken: room appears when any busy instance is released (it
 /// becomes evictable) or discarded, from many places, and a missed wake-up would lose the slot.
 async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<FunctionVersion>) {
     let mut delay = MEMORY_RETRY_FIRST;
     let mut refused = false;
-    let (_permit, id, generation, cost, victims) = loop {
+    let (_permit, id, generation, victims) = loop {
         // 1.
         let Ok(permit) = inner.provision_permits.acquire().await else {
             return;
@@ -156,9 +156,8 @@ async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<Functi
             Admit::Restore {
                 id,
                 generation,
-                cost,
                 victims,
-            } => break (permit, id, generation, cost, victims),
+            } => break (permit, id, generation, victims),
             Admit::Stop => return,
             Admit::Wait => {}
         }
@@ -170,7 +169,14 @@ async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<Functi
     inner.discard_all(victims);
     // 3.
     let result = inner.factory.restore(&key, RestoreKind::Provisioned).await;
-    // 4.
+    // 4. (Provisioned instances may idle long before their first invocation: measure
+    //    what they cost right away, so admission by measured use can pack them.)
+    let measured = match (&result, inner.limits.admission) {
+        (Ok(instance), crate::limits::Admission::Measured { .. }) => {
+            inner.factory.measured_bytes(instance)
+        }
+        _ => None,
+    };
     let now = inner.clock.now();
     let mut st = inner.state.lock();
     let Some((discard, keep, spawn)) = st.adjust_pool(&key, |p| {
@@ -202,7 +208,10 @@ async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<Functi
         return;
     };
     if !keep {
-        st.release_memory(cost);
+        st.uncharge(&key, 1);
+    }
+    if let (true, Some(bytes)) = (keep, measured) {
+        st.observe_cost(&key, generation, bytes, inner.limits.admission);
     }
     drop(st);
     if let Some(instance) = discard {
@@ -235,18 +244,28 @@ fn admit<F: InstanceFactory>(
         return Admit::Stop;
     }
     let (generation, cost) = (pool.generation, pool.cost);
+    // Under measured admission an unmeasured pool's cost is only an upper bound: while
+    // its first restores are still running (and will measure it), it waits rather than
+    // failing. (This restore is counted in `prov_restoring`.)
+    let unmeasured = pool.measured == 0
+        && pool.prov_live() == 0
+        && pool.prov_restoring > 1
+        && matches!(
+            inner.limits.admission,
+            crate::limits::Admission::Measured { .. }
+        );
     let err = match st.reserve_memory(cost, budget) {
         Ok(victims) => {
+            st.charge(key);
             return Admit::Restore {
                 id: st.next_instance_id(),
                 generation,
-                cost,
                 victims,
-            }
+            };
         }
         Err(err) => err,
     };
-    if st.provisioned_bytes() > budget {
+    if st.provisioned_bytes() > budget && !unmeasured {
         // Only a config change can make room: Lambda's FAILED, sticky until the next put.
         tracing::warn!(fv = %key, error = %err, "provisioned restore refused");
         st.adjust_pool(key, |p| {
@@ -333,7 +352,7 @@ impl<F: InstanceFactory> Scheduler<F> {
                     });
                 }
             }
-            let (victims, cost, spawn, config) = st
+            let (victims, spawn, config) = st
                 .adjust_pool(fv, |p| {
                     p.prov = Some(ProvState {
                         requested: n,
@@ -348,10 +367,10 @@ impl<F: InstanceFactory> Scheduler<F> {
                     }
                     p.refresh_status();
                     let spawn = take_needed(p).map(|k| (Arc::clone(&p.key), k));
-                    (victims, p.cost, spawn, p.config())
+                    (victims, spawn, p.config())
                 })
                 .expect("pool ensured above");
-            st.release_memory(cost * victims.len() as u64);
+            st.uncharge(fv, victims.len());
             (victims, spawn, config)
         };
         inner.discard_all(victims);
@@ -374,14 +393,16 @@ impl<F: InstanceFactory> Scheduler<F> {
             if st.pool(fv).is_none_or(|p| p.prov.is_none()) {
                 return Err(ProvisionedError::NotFound(fv.clone()));
             }
-            let (victims, cost) = st
+            let victims = st
                 .adjust_pool(fv, |p| {
                     p.prov = None;
-                    let victims: Vec<_> = p.prov_idle.drain(..).map(|i| i.instance).collect();
-                    (victims, p.cost)
+                    p.prov_idle
+                        .drain(..)
+                        .map(|i| i.instance)
+                        .collect::<Vec<_>>()
                 })
                 .expect("pool checked above");
-            st.release_memory(cost * victims.len() as u64);
+            st.uncharge(fv, victims.len());
             victims
         };
         self.inner.discard_all(victims);

@@ -63,7 +63,6 @@ enum Begin<F: InstanceFactory> {
         key: Arc<FunctionVersion>,
         id: InstanceId,
         generation: u64,
-        cost: u64,
         victims: Vec<F::Instance>,
     },
 }
@@ -72,7 +71,6 @@ enum Begin<F: InstanceFactory> {
 struct PendingRestore<'a, F: InstanceFactory> {
     inner: &'a Inner<F>,
     key: &'a FunctionVersion,
-    cost: u64,
     armed: bool,
 }
 
@@ -83,7 +81,7 @@ impl<F: InstanceFactory> Drop for PendingRestore<'_, F> {
         }
         let mut st = self.inner.state.lock();
         st.adjust_pool(self.key, |p| p.restoring -= 1);
-        st.release_memory(self.cost);
+        st.uncharge(self.key, 1);
     }
 }
 
@@ -117,21 +115,19 @@ impl<F: InstanceFactory> Scheduler<F> {
     /// Leases an instance of `fv` for one invocation. The caller invokes it and then releases the
     /// lease (or drops it, which counts as healthy).
     pub async fn lease(&self, fv: &FunctionVersion) -> Result<Lease<F>, LeaseError> {
-        let (key, id, generation, cost, victims) = match self.begin_lease(fv)? {
+        let (key, id, generation, victims) = match self.begin_lease(fv)? {
             Begin::Leased(lease) => return Ok(lease),
             Begin::Restore {
                 key,
                 id,
                 generation,
-                cost,
                 victims,
-            } => (key, id, generation, cost, victims),
+            } => (key, id, generation, victims),
         };
         self.inner.discard_all(victims);
         let mut pending = PendingRestore {
             inner: &self.inner,
             key: &key,
-            cost,
             armed: true,
         };
         let started = Instant::now();
@@ -170,7 +166,7 @@ impl<F: InstanceFactory> Scheduler<F> {
                     p.restoring -= 1;
                     p.counters.restore_failures += 1;
                 });
-                st.release_memory(cost);
+                st.uncharge(&key, 1);
                 tracing::warn!(fv = %key, error = %err.reason(), "on-demand restore failed");
                 Err(LeaseError::Restore(err))
             }
@@ -253,6 +249,7 @@ impl<F: InstanceFactory> Scheduler<F> {
                 return Err(LeaseError::NoCapacity(err));
             }
         };
+        st.charge(fv);
         // 6.
         st.adjust_pool(fv, |p| p.restoring += 1);
         let id = st.next_instance_id();
@@ -260,7 +257,6 @@ impl<F: InstanceFactory> Scheduler<F> {
             key,
             id,
             generation,
-            cost,
             victims,
         })
     }
@@ -270,17 +266,17 @@ impl<F: InstanceFactory> Scheduler<F> {
     pub fn invalidate(&self, fv: &FunctionVersion) {
         let (victims, spawn) = {
             let mut st = self.inner.state.lock();
-            let Some((victims, cost, spawn)) = st.adjust_pool(fv, |p| {
+            let Some((victims, spawn)) = st.adjust_pool(fv, |p| {
                 p.generation += 1;
                 let mut victims: Vec<_> = p.idle.drain(..).map(|i| i.instance).collect();
                 victims.extend(p.prov_idle.drain(..).map(|i| i.instance));
                 p.refresh_status();
                 let spawn = take_needed(p).map(|n| (Arc::clone(&p.key), n));
-                (victims, p.cost, spawn)
+                (victims, spawn)
             }) else {
                 return;
             };
-            st.release_memory(cost * victims.len() as u64);
+            st.uncharge(fv, victims.len());
             // The new generation may cost anything up to its (new) declared size.
             let declared = self.inner.factory.memory_bytes(fv);
             if let Some(()) = st.adjust_pool(fv, |p| {
@@ -315,7 +311,7 @@ impl<F: InstanceFactory> Scheduler<F> {
                 fs.versions.values().map(|p| (*p.key).clone()).collect();
             let mut victims = Vec::new();
             for fv in &versions {
-                if let Some((v, cost)) = st.adjust_pool(fv, |p| {
+                if let Some(v) = st.adjust_pool(fv, |p| {
                     p.generation += 1;
                     p.retired = true;
                     p.prov = None;
@@ -325,9 +321,9 @@ impl<F: InstanceFactory> Scheduler<F> {
                         .chain(p.prov_idle.drain(..))
                         .map(|i| i.instance)
                         .collect();
-                    (v, p.cost)
+                    v
                 }) {
-                    st.release_memory(cost * v.len() as u64);
+                    st.uncharge(fv, v.len());
                     victims.extend(v);
                 }
             }

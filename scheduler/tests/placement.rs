@@ -237,3 +237,27 @@ async fn memory_size_admission_ignores_measurements() {
     );
     assert_eq!(stats.memory_used, 10 * MIB);
 }
+
+/// Provisioned instances are measured as soon as they are restored (they may idle for
+/// long before a first invocation), so a pool larger than the budget at the declared
+/// size still comes up READY when its instances are small.
+#[tokio::test(start_paused = true)]
+async fn provisioned_instances_are_measured_when_restored() {
+    let mut l = limits();
+    l.memory_budget_bytes = 40 * MIB; // four at the declared 10 MiB
+    l.admission = thaw_scheduler::Admission::Measured {
+        margin_pct: 0,
+        floor_bytes: MIB,
+    };
+    let e = env(l);
+    e.factory.set_measured(2 * MIB);
+    let p = fv("p", "1");
+    e.scheduler.put_provisioned(&p, 15).unwrap();
+    assert_eq!(
+        settle(&e.scheduler, &p).await.status,
+        ProvisionedStatus::Ready
+    );
+    let stats = e.scheduler.stats();
+    assert_eq!(stats.pool(&p).unwrap().provisioned_allocated, 15);
+    assert_eq!(stats.memory_used, 30 * MIB);
+}

@@ -61,6 +61,8 @@ pub struct ColdStart {
 pub struct WorkerInstance {
     vm: Arc<Mutex<Instance>>,
     cold: ColdStart,
+    /// Releases so far (measurements are taken at the 1st, 2nd, 4th, 8th, ...).
+    releases: std::sync::atomic::AtomicU64,
 }
 
 impl WorkerInstance {
@@ -264,6 +266,7 @@ impl InstanceFactory for WorkerFactory {
             Ok((instance, cold)) => Ok(WorkerInstance {
                 vm: Arc::new(Mutex::new(instance)),
                 cold,
+                releases: std::sync::atomic::AtomicU64::new(0),
             }),
             Err(e) => {
                 let message = match &e {
@@ -286,16 +289,26 @@ impl InstanceFactory for WorkerFactory {
         (u64::from(memory_mb) << 20) + self.overhead_bytes
     }
 
-    /// A lazily restored instance's private memory: what its pager installed (the shared
-    /// module image and shared clone pages are not its own) plus the VMM overhead.
-    /// Other memory modes are not measured (charged their MemorySize).
+    /// A lazily restored instance's private memory plus the VMM overhead: in the uffd
+    /// modes what its pager installed (the shared module image is not its own); in
+    /// `shared` mode its copy-on-write copies of the shared image (read off the page
+    /// tables). Taken at the 1st, 2nd, 4th, 8th, ... release, so a growing instance is
+    /// re-measured while the warm path stays cheap. `eager`/`mmap` instances are not
+    /// measured (charged their MemorySize).
     fn measured_bytes(&self, instance: &WorkerInstance) -> Option<u64> {
-        let vm = instance.vm.try_lock().ok()?;
-        let stats = vm.pager_stats()?;
-        if vm.lazy_mode() == Some(MemoryMode::Shared) {
+        let n = instance
+            .releases
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if !n.is_power_of_two() {
             return None;
         }
-        Some(stats.bytes_installed + MEASURED_OVERHEAD_BYTES)
+        let vm = instance.vm.try_lock().ok()?;
+        let private = match vm.lazy_mode()? {
+            MemoryMode::Shared => vm.private_bytes()?,
+            _ => vm.pager_stats()?.bytes_installed,
+        };
+        Some(private + MEASURED_OVERHEAD_BYTES)
     }
 
     fn discard(&self, instance: WorkerInstance) {

@@ -362,6 +362,12 @@ impl Instance {
         self.fresh_restore
     }
 
+    /// A lazily restored instance's private guest memory as its page tables show it
+    /// ([`thaw_pager::PagerHandle::private_bytes`]); `None` if unreadable or not lazy.
+    pub fn private_bytes(&self) -> Option<u64> {
+        self.lazy.as_ref()?.handle.private_bytes().ok()
+    }
+
     /// The memory mode of a lazily restored instance.
     pub fn lazy_mode(&self) -> Option<MemoryMode> {
         self.lazy.as_ref().map(|l| l.mode)
