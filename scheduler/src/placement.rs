@@ -107,10 +107,14 @@ impl<I> State<I> {
         let Some(pool) = self.pool_mut(fv) else {
             return;
         };
-        if pool.generation != generation || bytes <= pool.measured {
+        if pool.generation != generation {
             return;
         }
-        pool.measured = bytes;
+        if pool.recent.len() == crate::pool::RECENT_MEASUREMENTS {
+            pool.recent.pop_front();
+        }
+        pool.recent.push_back(bytes);
+        pool.measured = pool.recent.iter().copied().max().unwrap_or(0);
         let cost = admission.charge(pool.declared, pool.measured);
         self.recost(fv, cost);
     }

@@ -30,6 +30,9 @@ pub(crate) struct ProvState {
     pub last_modified: SystemTime,
 }
 
+/// Measurements a pool's charge is the maximum of (see [`Pool::measured`]).
+pub(crate) const RECENT_MEASUREMENTS: usize = 16;
+
 pub(crate) struct Pool<I> {
     pub key: Arc<FunctionVersion>,
     /// What each instance is charged now (`Limits::admission` over `declared` and
@@ -37,8 +40,13 @@ pub(crate) struct Pool<I> {
     pub cost: u64,
     /// `factory.memory_bytes(key)`, cached at creation and on invalidate.
     pub declared: u64,
-    /// The most an instance of this generation was measured to cost (0: not yet).
+    /// The most an instance of this generation was measured to cost lately: the largest
+    /// of the last [`RECENT_MEASUREMENTS`] measurements (0: not yet). Recent rather than
+    /// all-time, so the first instances of a version (which page in what later ones map
+    /// from shared images) do not set its charge for good.
     pub measured: u64,
+    /// The last measurements, newest last.
+    pub recent: VecDeque<u64>,
     /// Instances charged `cost` against the memory budget now (live ones and restores
     /// that reserved their memory; not provisioners still waiting for room).
     pub charged: u32,
@@ -64,6 +72,7 @@ impl<I> Pool<I> {
             cost,
             declared: cost,
             measured: 0,
+            recent: VecDeque::new(),
             charged: 0,
             generation: 0,
             idle: VecDeque::new(),

@@ -282,6 +282,7 @@ impl<F: InstanceFactory> Scheduler<F> {
             if let Some(()) = st.adjust_pool(fv, |p| {
                 p.declared = declared;
                 p.measured = 0;
+                p.recent.clear();
             }) {
                 st.recost(fv, declared);
             }

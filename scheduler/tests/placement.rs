@@ -210,6 +210,19 @@ async fn instances_are_charged_what_they_were_measured_to_cost() {
     let err = e.scheduler.lease(&fv("b", "1")).await.unwrap_err();
     assert!(matches!(err, LeaseError::NoCapacity(_)), "{err:?}");
     drop(held);
+    // The charge follows recent measurements: sixteen small ones bring it back down.
+    e.factory.set_measured(2 * MIB);
+    for _ in 0..16 {
+        drop(e.scheduler.lease(&a).await.unwrap());
+    }
+    assert_eq!(
+        e.scheduler
+            .stats()
+            .pool(&a)
+            .unwrap()
+            .memory_charged_per_instance,
+        3 * MIB
+    );
     // A new generation is charged its declared size again until measured.
     e.factory.set_measured(0);
     e.scheduler.invalidate(&a);
