@@ -9,6 +9,8 @@
 //! region = "us-east-1"
 //! log_invocations = true          # START/END/REPORT lines on stdout
 //! restore_mode = "uffd+prefetch"  # boot, eager, mmap, uffd, uffd+prefetch, shared
+//! provisioned_restore_mode = ""   # provisioned instances' mode; "": restore_mode
+//!                                 # ("shared": ~2 MiB of host memory each, docs/MEMORY.md)
 //! inline_slice_us = 500           # run an invocation in place this long, then hand it off
 //! [limits]
 //! account_concurrency = 1000
@@ -77,6 +79,8 @@ pub struct Config {
     pub log_invocations: bool,
     /// Memory mode of restores: eager, mmap, uffd, uffd+prefetch, shared (or boot).
     pub restore_mode: String,
+    /// Memory mode of provisioned-concurrency restores (empty: `restore_mode`).
+    pub provisioned_restore_mode: String,
     /// How long (us) an invocation runs in place on the async thread that received it
     /// before it moves to a blocking thread; 0 always moves it.
     pub inline_slice_us: u64,
@@ -235,6 +239,7 @@ impl Default for Config {
             data: None,
             module_cache: None,
             restore_mode: "uffd+prefetch".into(),
+            provisioned_restore_mode: String::new(),
             inline_slice_us: thaw_worker::factory::DEFAULT_INLINE_SLICE.as_micros() as u64,
             region: "us-east-1".into(),
             account_id: "000000000000".into(),

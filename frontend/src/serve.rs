@@ -196,8 +196,13 @@ pub fn main(
         let mut worker = thaw_worker::Worker::open_with_cache(thaw_worker::DataDir::new(&data), &thaw_worker::runtime::default_runtime_dir(), &cache)
             .context("loading the python3.12 runtime and the snapshot store")?;
         worker.set_net(config.egress.context().context("bad [egress] section")?);
+        let provisioned_mode: thaw_worker::MemoryMode = match config.provisioned_restore_mode.as_str() {
+            "" => mode,
+            m => m.parse().map_err(anyhow::Error::msg).context("bad provisioned_restore_mode")?,
+        };
         let factory = thaw_worker::factory::WorkerFactory::new(worker, mode, config.limits.instance_overhead_mb << 20)
-            .with_inline_slice(std::time::Duration::from_micros(config.inline_slice_us));
+            .with_inline_slice(std::time::Duration::from_micros(config.inline_slice_us))
+            .with_provisioned_mode(provisioned_mode);
         let running = start(config, factory, Arc::new(kv)).await?;
         tracing::info!(http = %running.http, grpc = %running.grpc, data = %data.display(), "thaw serve is listening");
         println!("thaw serve: http://{} grpc://{} data {}", running.http, running.grpc, data.display());

@@ -92,6 +92,8 @@ struct Specs {
 pub struct WorkerFactory {
     worker: Worker,
     mode: MemoryMode,
+    /// The mode of provisioned-concurrency restores.
+    provisioned_mode: MemoryMode,
     specs: RwLock<HashMap<FunctionVersion, Specs>>,
     overhead_bytes: u64,
     inline_slice: Duration,
@@ -104,10 +106,18 @@ impl WorkerFactory {
         Self {
             worker,
             mode,
+            provisioned_mode: mode,
             specs: RwLock::new(HashMap::new()),
             overhead_bytes,
             inline_slice: DEFAULT_INLINE_SLICE,
         }
+    }
+
+    /// Restores provisioned-concurrency instances in `mode` (by default the factory's
+    /// mode): `shared` packs idle provisioned instances densest (docs/MEMORY.md).
+    pub fn with_provisioned_mode(mut self, mode: MemoryMode) -> Self {
+        self.provisioned_mode = mode;
+        self
     }
 
     /// Sets how long an invocation may run in place on an async worker thread before
@@ -257,7 +267,11 @@ impl InstanceFactory for WorkerFactory {
         let spec = self
             .spec(fv, kind)
             .ok_or_else(|| FactoryError::UnknownVersion(fv.clone()))?;
-        let (worker, mode) = (self.worker.clone(), self.mode);
+        let mode = match kind {
+            RestoreKind::Provisioned => self.provisioned_mode,
+            RestoreKind::OnDemand => self.mode,
+        };
+        let worker = self.worker.clone();
         // If this future is dropped, the blocking task still finishes and drops its instance.
         let made = tokio::task::spawn_blocking(move || Self::make_instance(&worker, spec, mode))
             .await
