@@ -193,9 +193,9 @@ fn invoke_loop(instance: &mut Instance, payload: Vec<u8>, repeat: u32) -> anyhow
     eprint!("{}", String::from_utf8_lossy(&out.log));
     eprintln!("first invoke: {}", ms(durations[0]));
     eprintln!(
-        "max memory used: {} MiB (of {} MiB)",
+        "max memory used: {} MiB (of MemorySize {} MiB)",
         out.max_memory_used.div_ceil(1 << 20),
-        instance.vm().ram().len() >> 20
+        instance.spec().memory_mb
     );
     if durations.len() > 1 {
         let warm = &mut durations[1..];
