@@ -271,6 +271,12 @@ fn test_corrupt_module_chunk_fails_cleanly() {
         .unwrap();
     let hex = c.id.unwrap().to_string();
     assert!(corrupt_file(&chunk_path(&w, &c.id.unwrap())));
+    // A fresh worker (a fresh process): the build's probe restore already made this
+    // worker's module image from the good chunk, so only a new one reads it again.
+    w.wait_module_images();
+    drop((snap, w));
+    let w = uncached_worker(dir.path());
+    let snap = w.open_snapshot(&id, None).unwrap();
     // With huge pages the module image is built at restore (the restore fails);
     // without, the guest's first touch fails (the invocation fails). Either way the
     // error names the chunk and nothing hangs.
