@@ -21,7 +21,7 @@
 //!                                 # "memory_size": MemorySize + overhead each (no overcommit)
 //! admission_margin_pct = 50
 //! keep_warm_ttl_s = 600
-//! provision_parallelism = 2
+//! provision_parallelism = 4       # provisioned restores at once (they wait in syscalls: > cores pays)
 //! [async]
 //! max_attempts = 3                # 1 + Lambda's 2 retries on function error
 //! retry_delay_ms = 1000           # times the attempt number
@@ -262,7 +262,7 @@ impl Default for LimitsConfig {
             memory_budget_mb: 0,
             instance_overhead_mb: 16,
             keep_warm_ttl_s: 600,
-            provision_parallelism: 2,
+            provision_parallelism: 4,
             admission: AdmissionPolicy::Measured,
             admission_margin_pct: 50,
         }
