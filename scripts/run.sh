@@ -51,4 +51,4 @@ done
 $THAW store stats
 
 step "cold-start benchmark: every mode, ratios within this run (bench-out/)"
-$THAW bench examples/init_heavy --modes all --iterations 5 --out bench-out
+$THAW bench examples/init_heavy --modes all --iterations 5 --burst-size 50 --density 100 --out bench-out

@@ -57,7 +57,7 @@ pub fn latency(r: &Report, path: &Path) -> anyhow::Result<()> {
         .disable_x_mesh()
         .x_labels(names.len() + 1)
         .x_label_formatter(&fmt)
-        .y_desc("ms (restore-to-first-response; warm: invoke; provisioned: lease-to-response)")
+        .y_desc("ms (restore-to-first-response; warm, density: invoke; provisioned, burst: lease-to-response; host-python3: process)")
         .draw()
         .map_err(err)?;
     for (i, s) in sc.iter().enumerate() {

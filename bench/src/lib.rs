@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 pub mod cache;
 pub mod charts;
+pub mod fleet;
 pub mod net;
 pub mod provisioned;
 pub mod report;
@@ -87,6 +88,12 @@ pub struct BenchConfig {
     pub burst: u32,
     /// Mode of `warm` and `provisioned` instances.
     pub instance_mode: MemoryMode,
+    /// `burst`: concurrent cold starts per burst.
+    pub burst_size: u32,
+    /// `density`: provisioned instances.
+    pub density: u32,
+    /// `density`: their memory mode.
+    pub density_mode: MemoryMode,
 }
 
 fn load_spec(cfg: &BenchConfig, memory_mb: u32) -> anyhow::Result<FunctionSpec> {
@@ -141,7 +148,11 @@ fn run_scenario(
         Scenario::Mode(m) => ("restore_to_first_response", m),
         Scenario::Warm => ("warm_invoke", cfg.instance_mode),
         Scenario::Provisioned => ("lease_to_response", cfg.instance_mode),
+        Scenario::Burst => ("burst_lease_to_response", cfg.instance_mode),
+        Scenario::Density => ("warm_lease_to_response", cfg.density_mode),
+        Scenario::HostPython => ("host_process_to_result", MemoryMode::Boot),
     };
+    let mut fleet = None;
     match sc {
         Scenario::Mode(m) => {
             let mut streak = 0;
@@ -187,8 +198,49 @@ fn run_scenario(
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
+        Scenario::Burst | Scenario::Density => {
+            let ran = load_spec(cfg, cfg.memory_mb).and_then(|spec| {
+                if sc == Scenario::Burst {
+                    fleet::burst(
+                        ctx,
+                        &spec,
+                        mode,
+                        cfg.burst_size,
+                        cfg.warmup,
+                        cfg.iterations,
+                        || pb.inc(1),
+                    )
+                } else {
+                    let r =
+                        fleet::density(ctx, &spec, mode, cfg.density, cfg.iterations * 10, || {});
+                    pb.inc(u64::from(cfg.warmup + cfg.iterations));
+                    r
+                }
+            });
+            match ran {
+                Ok((s, f)) => {
+                    samples = s;
+                    fleet = Some(f);
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        Scenario::HostPython => {
+            let ran = FunctionCode::load(&cfg.code)
+                .map_err(anyhow::Error::from)
+                .and_then(|code| {
+                    scenario::measure_host_python(&code, &cfg.handler, &cfg.event, cfg.iterations)
+                });
+            match ran {
+                Ok(s) => samples = s,
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+            pb.inc(u64::from(cfg.warmup + cfg.iterations));
+        }
     }
-    report::summarise(sc.name(), metric, mode.as_str(), &samples, errors)
+    let mut r = report::summarise(sc.name(), metric, mode.as_str(), &samples, errors);
+    r.fleet = fleet;
+    r
 }
 
 fn sweep(ctx: &Ctx, cfg: &BenchConfig, modes: &[MemoryMode], pb: &ProgressBar) -> Vec<SweepPoint> {
@@ -341,6 +393,45 @@ fn targets(r: &Report) -> Vec<Target> {
             ),
             met: r.snapshot.total_ms - r.snapshot.boot_init_ms <= 1000.0,
         });
+    }
+    if let Some(f) = find("burst").and_then(|s| s.fleet) {
+        let rate = f.restores_per_s.unwrap_or(0.0);
+        t.push(Target {
+            name: format!(
+                "burst of {} concurrent cold starts, all answered",
+                f.instances
+            ),
+            target: ">= 300 restores/s".into(),
+            measured: format!("{rate:.0} restores/s"),
+            met: rate >= 300.0,
+        });
+    }
+    if let Some(s) = find("density") {
+        if let Some(f) = s.fleet {
+            let (ready, each) = (
+                f.ready_ms.unwrap_or(f64::MAX),
+                f.host_mib_per_instance.unwrap_or(f64::MAX),
+            );
+            let n = f64::from(f.instances.max(1));
+            t.push(Target {
+                name: format!("density: {} provisioned instances READY", f.instances),
+                target: "1,000 in <= 5 s (scaled to N)".into(),
+                measured: format!("{:.2} s", ready / 1e3),
+                met: ready / 1e3 <= 5.0 * n / 1000.0,
+            });
+            t.push(Target {
+                name: "density: host memory per idle instance".into(),
+                target: "<= 16 MiB".into(),
+                measured: format!("{each:.1} MiB"),
+                met: each <= 16.0,
+            });
+            t.push(Target {
+                name: "density: warm invoke p50 against the pool (scheduler + worker)".into(),
+                target: "<= 1 ms".into(),
+                measured: format!("{:.3} ms", s.latency_ms.p50),
+                met: s.latency_ms.p50 <= 1.0,
+            });
+        }
     }
     // One row per mode: the sweep lists every mode at each size in turn.
     let mut modes: Vec<&str> = r.sweep.iter().map(|p| p.mode.as_str()).collect();

@@ -92,6 +92,8 @@ pub struct ScenarioResult {
     pub memory: Option<MemorySample>,
     /// `provisioned`: requests per start type (`warm`, `restore`).
     pub start_types: BTreeMap<String, u64>,
+    /// `burst` and `density`: what the fleet measured besides latency.
+    pub fleet: Option<crate::fleet::FleetSample>,
     pub errors: Vec<String>,
 }
 
@@ -204,6 +206,7 @@ pub fn summarise(
         bytes_installed: (!installed.is_empty()).then(|| med_u64(installed)),
         memory,
         start_types,
+        fleet: None,
         errors,
     }
 }
@@ -266,6 +269,15 @@ pub fn ratios(scenarios: &[ScenarioResult]) -> Vec<Ratio> {
             push(f, s);
         }
     }
+    // The baseline: every restore mode against the same handler in a bare host python3.
+    if let Some(host) = scenarios
+        .iter()
+        .find(|s| s.name == "host-python3" && s.latency_ms.n > 0)
+    {
+        for s in restores.iter().filter(|s| s.name != "boot") {
+            push(s, host);
+        }
+    }
     out
 }
 
@@ -313,6 +325,25 @@ pub fn markdown(r: &Report) -> String {
             "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
             s.name, s.metric, l.n, l.p50, l.p90, l.p99, l.max, faults, bytes, rss, private
         );
+    }
+    let fleets: Vec<&ScenarioResult> = r.scenarios.iter().filter(|s| s.fleet.is_some()).collect();
+    if !fleets.is_empty() {
+        md.push_str("\n## Fleets\n\n| scenario | instances | burst wall ms | restores/s | READY ms | host MiB / instance | charged MiB / instance |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        let f1 = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        for s in fleets {
+            let f = s.fleet.unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                s.name,
+                f.instances,
+                f1(f.burst_wall_ms),
+                f1(f.restores_per_s),
+                f1(f.ready_ms),
+                f1(f.host_mib_per_instance),
+                f1(f.charged_mib_per_instance)
+            );
+        }
     }
     md.push_str("\n## Phases (p50, ms)\n\n");
     for s in &r.scenarios {

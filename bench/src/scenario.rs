@@ -27,6 +27,13 @@ pub enum Scenario {
     Warm,
     /// A burst of concurrent invokes against a provisioned pool (through the scheduler).
     Provisioned,
+    /// `burst_size` concurrent cold starts through the scheduler and the service's
+    /// backend ([`crate::fleet`]).
+    Burst,
+    /// `density` provisioned instances: READY time, host memory each, warm invokes.
+    Density,
+    /// The baseline: the same handler in a bare host `python3` process, start to result.
+    HostPython,
 }
 
 impl Scenario {
@@ -35,6 +42,9 @@ impl Scenario {
         let mut v: Vec<Scenario> = MemoryMode::ALL.into_iter().map(Scenario::Mode).collect();
         v.push(Scenario::Warm);
         v.push(Scenario::Provisioned);
+        v.push(Scenario::Burst);
+        v.push(Scenario::Density);
+        v.push(Scenario::HostPython);
         v
     }
 
@@ -44,6 +54,9 @@ impl Scenario {
             Scenario::Mode(m) => m.as_str(),
             Scenario::Warm => "warm",
             Scenario::Provisioned => "provisioned",
+            Scenario::Burst => "burst",
+            Scenario::Density => "density",
+            Scenario::HostPython => "host-python3",
         }
     }
 
@@ -72,8 +85,11 @@ impl FromStr for Scenario {
         match s {
             "warm" => Ok(Scenario::Warm),
             "provisioned" => Ok(Scenario::Provisioned),
+            "burst" => Ok(Scenario::Burst),
+            "density" => Ok(Scenario::Density),
+            "host-python3" => Ok(Scenario::HostPython),
             other => other.parse().map(Scenario::Mode).map_err(|_| {
-                format!("unknown scenario {other:?} (boot, eager, mmap, uffd, uffd+prefetch, shared, warm, provisioned, or all)")
+                format!("unknown scenario {other:?} (boot, eager, mmap, uffd, uffd+prefetch, shared, warm, provisioned, burst, density, host-python3, or all)")
             }),
         }
     }
@@ -122,6 +138,65 @@ pub struct Sample {
     pub memory: Option<MemorySample>,
     /// `provisioned`: how the lease was served (`warm` or `restore`).
     pub start: Option<&'static str>,
+}
+
+/// The baseline: the handler in a bare host `python3` (a fresh process per sample),
+/// from spawn to its printed result, the same event, with a Lambda-like context object. The function's files are written
+/// to a temporary directory first (the code may be a zip).
+pub fn measure_host_python(
+    code: &thaw_worker::FunctionCode,
+    handler: &str,
+    event: &str,
+    runs: u32,
+) -> anyhow::Result<Vec<Sample>> {
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    for (name, data) in &code.files {
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).context("writing the function's files")?;
+        }
+        std::fs::write(&path, data).context("writing the function's files")?;
+    }
+    let (module, func) = handler
+        .rsplit_once('.')
+        .context("handler must be module.function")?;
+    let script = format!(
+        "import json, sys\nsys.path.insert(0, {dir:?})\nclass Context:\n    function_name = 'bench'\n    function_version = '$LATEST'\n    memory_limit_in_mb = 512\n    aws_request_id = 'host-python3'\n    invoked_function_arn = 'arn:aws:lambda:us-east-1:000000000000:function:bench'\n    log_group_name = '/aws/lambda/bench'\n    log_stream_name = 'host'\n    def get_remaining_time_in_millis(self):\n        return 3000\nimport {module} as m\nprint(json.dumps(m.{func}(json.loads(sys.argv[1]), Context())))\n",
+        dir = dir.path().display().to_string()
+    );
+    // The interpreter itself, not a launcher in front of it (pyenv's `python3` is a
+    // shell script that costs ~200 ms before the interpreter starts).
+    let exe = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .context("running python3")?;
+    let exe = String::from_utf8_lossy(&exe.stdout).trim().to_string();
+    let exe = if exe.is_empty() {
+        "python3".to_string()
+    } else {
+        exe
+    };
+    let mut out = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let o = std::process::Command::new(&exe)
+            .args(["-c", &script, event])
+            .output()
+            .context("running python3")?;
+        let total = t0.elapsed();
+        if !o.status.success() {
+            bail!(
+                "host python3 failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        out.push(Sample {
+            total,
+            phases: vec![("process", total)],
+            ..Default::default()
+        });
+    }
+    Ok(out)
 }
 
 /// What a scenario run needs.

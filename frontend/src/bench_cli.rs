@@ -13,7 +13,7 @@ pub struct BenchArgs {
     /// Handler as module.function.
     #[arg(long, default_value = "app.handler")]
     pub handler: String,
-    /// Scenarios: `all` or a list of boot, eager, mmap, uffd, uffd+prefetch, shared, warm, provisioned.
+    /// Scenarios: `all` or a list of boot, eager, mmap, uffd, uffd+prefetch, shared, warm, provisioned, burst, density, host-python3.
     #[arg(long, default_value = "all")]
     pub modes: String,
     /// Measured iterations per scenario (bursts for `provisioned`).
@@ -52,6 +52,15 @@ pub struct BenchArgs {
     /// Memory mode of the `warm` and `provisioned` instances.
     #[arg(long, default_value = "uffd+prefetch")]
     pub instance_mode: MemoryMode,
+    /// `burst`: concurrent cold starts per burst (through the scheduler and the service's backend).
+    #[arg(long, default_value_t = 200)]
+    pub burst_size: u32,
+    /// `density`: provisioned instances to bring up.
+    #[arg(long, default_value_t = 1000)]
+    pub density: u32,
+    /// `density`: their memory mode (`shared` keeps idle instances smallest).
+    #[arg(long, default_value = "shared")]
+    pub density_mode: MemoryMode,
     /// Data directory (module cache, snapshot store).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -79,6 +88,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         pool: args.pool,
         burst: args.burst,
         instance_mode: args.instance_mode,
+        burst_size: args.burst_size,
+        density: args.density,
+        density_mode: args.density_mode,
     };
     let report = thaw_bench::run(&cfg)?;
     print!("{}", thaw_bench::report::markdown(&report));
