@@ -153,3 +153,54 @@ fn test_a_pool_drained_under_a_live_instance_never_hangs_it() {
         }
     }
 }
+
+/// Issue 14: with a hugetlbfs mount, the runtime's module image is a file there that
+/// every process maps: a fresh worker (another process's view) maps it at its very
+/// first restore instead of paging the module in.
+#[test]
+fn test_a_fresh_worker_maps_the_shared_module_image_at_its_first_restore() {
+    if !kvm_or_skip("test_a_fresh_worker_maps_the_shared_module_image_at_its_first_restore") {
+        return;
+    }
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dir) = thaw_pager::hugetlbfs_dir() else {
+        println!("SKIPPED: test_a_fresh_worker_maps_the_shared_module_image_at_its_first_restore (no writable hugetlbfs mount; scripts/setup.sh mounts /dev/hugepages)");
+        return;
+    };
+    if thaw_pager::free_huge_pages() < 64 {
+        println!("SKIPPED: test_a_fresh_worker_maps_the_shared_module_image_at_its_first_restore (too few free huge pages)");
+        return;
+    }
+    let code = "def handler(event, context):\n    return 1\n";
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = worker(a.path(), StoreOptions::default());
+    first.snapshot(&spec("shared-module-a", code)).unwrap();
+    first.wait_module_images();
+    let published = std::fs::read_dir(&dir).unwrap().flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with("thaw-module-")
+            && !e.file_name().to_string_lossy().ends_with(".tmp")
+    });
+    assert!(
+        published,
+        "the module image is published in {}",
+        dir.display()
+    );
+    // Another worker, its own store: its first restore maps the image at once.
+    let fresh = worker(b.path(), StoreOptions::default());
+    let (id, _) = fresh.snapshot(&spec("shared-module-b", code)).unwrap();
+    let snap = fresh.open_snapshot(&id, None).unwrap();
+    let (mut inst, _) = fresh.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+    assert_eq!(
+        body_json(&invoke(&mut inst, &serde_json::json!({}))),
+        serde_json::json!(1)
+    );
+    assert!(
+        shared_hugetlb_kib(&inst) > 0,
+        "the shared module image is mapped"
+    );
+    // Nothing of the module was paged in privately: only the working set and the
+    // VMM's chunks were installed.
+    let stats = inst.pager_stats().unwrap();
+    let module = thaw_tests::runtime().module.bytes.len() as u64;
+    assert!(stats.bytes_installed < module / 2, "{stats:?}");
+}

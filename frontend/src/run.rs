@@ -127,7 +127,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
     let net = net_context(&args)?;
-    let (mut instance, start, mode) = if let Some(id) = &args.from_snapshot {
+    let (mut instance, start, mode, worker) = if let Some(id) = &args.from_snapshot {
         let id: thaw_snapshotter::SnapshotId = id
             .parse()
             .map_err(|e| anyhow::anyhow!("bad snapshot id {id:?}: {e}"))?;
@@ -138,7 +138,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(fail(&e)),
         };
         match worker.restore(&snap, args.mode) {
-            Ok((i, t)) => (i, t, args.mode),
+            Ok((i, t)) => (i, t, args.mode, worker),
             Err(e) => return Ok(fail(&e)),
         }
     } else {
@@ -164,13 +164,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ms(m.elapsed)
         );
         match worker.boot(Arc::new(spec)) {
-            Ok((i, t)) => (i, StartTimings::Boot(t), MemoryMode::Boot),
+            Ok((i, t)) => (i, StartTimings::Boot(t), MemoryMode::Boot, worker),
             Err(e) => return Ok(fail(&e)),
         }
     };
     eprint!("{}", String::from_utf8_lossy(&instance.init_log));
     print_start(&start, mode);
-    invoke_loop(&mut instance, args.event.into_bytes(), args.repeat)
+    let code = invoke_loop(&mut instance, args.event.into_bytes(), args.repeat);
+    // A lazy restore started building the runtime's shared module image (a hugetlbfs file
+    // later processes map): let it finish rather than leave a half-built one behind.
+    worker.wait_module_images();
+    code
 }
 
 fn invoke_loop(instance: &mut Instance, payload: Vec<u8>, repeat: u32) -> anyhow::Result<ExitCode> {

@@ -46,6 +46,24 @@ pub enum HugeError {
     Madvise(#[source] io::Error),
 }
 
+/// The hugetlbfs mount (2 MiB pages) images shared across processes live on:
+/// `$THAW_HUGETLBFS`, else `/dev/hugepages`, if it is a hugetlbfs mount this process may
+/// write to; `None` otherwise (images are then private memfds, one per process).
+pub fn hugetlbfs_dir() -> Option<std::path::PathBuf> {
+    const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+    let dir = std::env::var_os("THAW_HUGETLBFS")
+        .map_or_else(|| std::path::PathBuf::from("/dev/hugepages"), Into::into);
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statfs writes into the zeroed struct we pass; `c` is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 || st.f_type as i64 != HUGETLBFS_MAGIC {
+        return None;
+    }
+    // SAFETY: access(2) on a NUL-terminated path.
+    (unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0).then_some(dir)
+}
+
 /// Free, unreserved 2 MiB pages in the hugetlb pool (free - reserved), from sysfs
 /// (two small reads: cheap enough for every restore), else /proc/meminfo.
 pub fn free_huge_pages() -> usize {
@@ -169,6 +187,52 @@ impl HugeMemfd {
             len,
             libc::MFD_HUGETLB | libc::MFD_HUGE_2MB,
         )?;
+        let map = Mapping::new(len, libc::MAP_SHARED, fd.as_raw_fd())?;
+        Ok(HugeMemfd { fd, map })
+    }
+
+    /// Opens the hugetlbfs file at `path` (a file on a hugetlbfs mount, shared by every
+    /// process that opens it while the host is up) and maps it `MAP_SHARED`; it must hold
+    /// exactly `len` bytes. Used for images several processes share (the runtime's module).
+    pub fn open_file(path: &std::path::Path, len: usize) -> Result<HugeMemfd, HugeError> {
+        // Read-write, as the mapping is (the mapping is never written: clones map the
+        // file privately).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(HugeError::CreateMemfd)?;
+        let size = file.metadata().map_err(HugeError::CreateMemfd)?.len();
+        if size != len as u64 || len == 0 || !len.is_multiple_of(HUGE_PAGE_SIZE) {
+            return Err(HugeError::CheckLength(size as usize));
+        }
+        let fd = OwnedFd::from(file);
+        let map = Mapping::new(len, libc::MAP_SHARED, fd.as_raw_fd())?;
+        // Map every page here too (one read each: they are in the page cache already),
+        // as a built image's pages are: smaps then counts clones' views of them as the
+        // shared pages they are rather than as each clone's private ones.
+        for off in (0..len).step_by(HUGE_PAGE_SIZE) {
+            // SAFETY: a read inside the mapping just made (`off < len`).
+            unsafe { std::ptr::read_volatile((map.addr().0 + off) as *const u8) };
+        }
+        Ok(HugeMemfd { fd, map })
+    }
+
+    /// Creates the hugetlbfs file at `path` (on a hugetlbfs mount), `len` bytes, mapped
+    /// `MAP_SHARED` (reserving its huge pages now: an empty pool fails here, not later).
+    /// Publish it under its final name once filled (`std::fs::rename`).
+    pub fn create_file(path: &std::path::Path, len: usize) -> Result<HugeMemfd, HugeError> {
+        if len == 0 || !len.is_multiple_of(HUGE_PAGE_SIZE) {
+            return Err(HugeError::CheckLength(len));
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(HugeError::CreateMemfd)?;
+        file.set_len(len as u64).map_err(HugeError::Truncate)?;
+        let fd = OwnedFd::from(file);
         let map = Mapping::new(len, libc::MAP_SHARED, fd.as_raw_fd())?;
         Ok(HugeMemfd { fd, map })
     }

@@ -24,7 +24,9 @@ mod stats;
 #[cfg(test)]
 mod testutil;
 
-pub use huge::{free_huge_pages, HugeError, HugeMemfd, Mapping, ThpRegion, HUGE_PAGE_SIZE};
+pub use huge::{
+    free_huge_pages, hugetlbfs_dir, HugeError, HugeMemfd, Mapping, ThpRegion, HUGE_PAGE_SIZE,
+};
 pub use install::InstallError;
 pub use pager::{FatalCallback, Pager, PagerError, PagerHandle, PagerOptions, Registered};
 pub use shared::{PrivateMapping, SharedError, SharedImage};

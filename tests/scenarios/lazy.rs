@@ -276,6 +276,8 @@ fn test_corrupt_module_chunk_fails_cleanly() {
     w.wait_module_images();
     drop((snap, w));
     let w = uncached_worker(dir.path());
+    // Not the image another process published from its own (good) chunks.
+    w.private_module_images();
     let snap = w.open_snapshot(&id, None).unwrap();
     // With huge pages the module image is built at restore (the restore fails);
     // without, the guest's first touch fails (the invocation fails). Either way the

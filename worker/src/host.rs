@@ -118,6 +118,12 @@ impl Worker {
         }
     }
 
+    /// Keeps the runtime's module images private to this worker instead of sharing them
+    /// across processes through hugetlbfs files (tests that must read their own chunks).
+    pub fn private_module_images(&self) {
+        self.lazy.modules.set_private_only(true);
+    }
+
     /// Blocks until no module image is being built in the background (the steady
     /// state of a running service; benchmarks and tests wait for it).
     pub fn wait_module_images(&self) {

@@ -217,7 +217,11 @@ impl SharedImages {
 /// (the working set includes the module chunks the function uses), so the first
 /// restore in a fresh process does not wait for 60 MiB to be read and decompressed.
 #[derive(Debug, Default)]
-pub struct ModuleImages(Mutex<HashMap<Vec<Option<ChunkId>>, ModuleImage>>);
+pub struct ModuleImages(
+    Mutex<HashMap<Vec<Option<ChunkId>>, ModuleImage>>,
+    /// Keep images private to this process (no hugetlbfs files shared across processes).
+    std::sync::atomic::AtomicBool,
+);
 
 #[derive(Debug)]
 enum ModuleImage {
@@ -227,14 +231,75 @@ enum ModuleImage {
     Failed,
 }
 
-impl ModuleImages {
-    /// The image for `chunks` (a 2 MiB-aligned run of the snapshot), if it is built.
-    fn ready(&self, chunks: &[Option<ChunkId>]) -> Option<Arc<thaw_pager::HugeMemfd>> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(chunks) {
-            Some(ModuleImage::Ready(img)) => Some(img.clone()),
-            _ => None,
+/// Where the image of `chunks` is shared across processes (a hugetlbfs file named by the
+/// chunks' content hashes), if a hugetlbfs mount is available (`pager::hugetlbfs_dir`).
+fn shared_image_path(chunks: &[Option<ChunkId>]) -> Option<std::path::PathBuf> {
+    let dir = thaw_pager::hugetlbfs_dir()?;
+    let mut h = blake3::Hasher::new();
+    for c in chunks {
+        h.update(c.map_or_else(String::new, |c| c.to_string()).as_bytes());
+        h.update(b"/");
+    }
+    Some(dir.join(format!("thaw-module-{}", &h.finalize().to_hex()[..32])))
+}
+
+/// Removes temporary module images (`thaw-module-<key>.<pid>.tmp`) whose builder process
+/// is gone: a process that exits mid-build leaves one behind, and hugetlbfs files hold
+/// their huge pages until deleted.
+fn remove_abandoned_builds(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("thaw-module-")) else {
+            continue;
+        };
+        let pid = rest
+            .strip_suffix(".tmp")
+            .and_then(|r| r.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
+    }
+}
+
+impl ModuleImages {
+    /// Keeps this worker's module images to itself: no hugetlbfs file is opened or
+    /// published (tests that must see their own chunks read).
+    pub fn set_private_only(&self, private: bool) {
+        self.1.store(private, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn private_only(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The image for `chunks` (a 2 MiB-aligned run of the snapshot), if it is built: in
+    /// this process, or by another one on the hugetlbfs mount (so the first restore of a
+    /// fresh process maps the module instead of paging ~60 MiB in).
+    fn ready(
+        &self,
+        chunks: &[Option<ChunkId>],
+        chunk_size: usize,
+    ) -> Option<Arc<thaw_pager::HugeMemfd>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(chunks) {
+            Some(ModuleImage::Ready(img)) => return Some(img.clone()),
+            Some(_) => return None,
+            None => {}
+        }
+        if self.private_only() {
+            return None;
+        }
+        let path = shared_image_path(chunks)?;
+        let img =
+            Arc::new(thaw_pager::HugeMemfd::open_file(&path, chunks.len() * chunk_size).ok()?);
+        map.insert(chunks.to_vec(), ModuleImage::Ready(img.clone()));
+        Some(img)
     }
 
     /// Starts building the image for `chunks` on a background thread, unless it is
@@ -252,10 +317,11 @@ impl ModuleImages {
         }
         map.insert(chunks.to_vec(), ModuleImage::Building);
         let (images, store, key) = (Arc::downgrade(self), store.clone(), chunks.to_vec());
+        let shared = !self.private_only();
         let spawned = std::thread::Builder::new()
             .name("thaw-module-image".into())
             .spawn(move || {
-                let built = Self::build(&store, &key, chunk_size);
+                let built = Self::build(&store, &key, chunk_size, shared);
                 if let Some(images) = images.upgrade() {
                     let mut map = images.0.lock().unwrap_or_else(|e| e.into_inner());
                     map.insert(key, built.map_or(ModuleImage::Failed, ModuleImage::Ready));
@@ -282,20 +348,51 @@ impl ModuleImages {
     /// at once, then each chunk decompressed straight into the image (no buffer, no
     /// copy, not cached: the image is the cache), on one thread (restores keep the
     /// other cores). All-zero chunks stay untouched (hugetlbfs pages start zeroed).
+    ///
+    /// With a hugetlbfs mount the image is a file there, written under a temporary name
+    /// and renamed into place when complete, so other processes (and this one's later
+    /// runs) map it instead of building their own; else a private memfd.
     fn build(
         store: &Store,
         chunks: &[Option<ChunkId>],
         cs: usize,
+        shared: bool,
     ) -> Option<Arc<thaw_pager::HugeMemfd>> {
-        let mut img = thaw_pager::HugeMemfd::create(chunks.len() * cs).ok()?;
+        let len = chunks.len() * cs;
+        let shared = shared
+            .then(|| shared_image_path(chunks))
+            .flatten()
+            .and_then(|path| {
+                remove_abandoned_builds(path.parent()?);
+                let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+                let _ = std::fs::remove_file(&tmp);
+                thaw_pager::HugeMemfd::create_file(&tmp, len)
+                    .ok()
+                    .map(|img| (img, tmp, path))
+            });
+        let (mut img, publish) = match shared {
+            Some((img, tmp, path)) => (img, Some((tmp, path))),
+            None => (thaw_pager::HugeMemfd::create(len).ok()?, None),
+        };
         store.readahead(chunks.iter().flatten());
         let filled = img.fill_parallel(cs, 1, |i, dst| match chunks.get(i) {
             Some(Some(id)) => store.read_chunk_into_uncached(id, dst).map(drop),
             _ => Ok(()),
         });
         match filled {
-            Ok(()) => Some(Arc::new(img)),
+            Ok(()) => {
+                if let Some((tmp, path)) = publish {
+                    if let Err(e) = std::fs::rename(&tmp, &path) {
+                        eprintln!("thaw: publishing the module image {}: {e}", path.display());
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                }
+                Some(Arc::new(img))
+            }
             Err(e) => {
+                if let Some((tmp, _)) = publish {
+                    let _ = std::fs::remove_file(&tmp);
+                }
                 eprintln!("thaw: building the module image: {e} (restores page the module in)");
                 None
             }
@@ -426,7 +523,7 @@ pub fn lazy_restore(
             _ => None,
         };
     let module_chunks = match &module_run {
-        Some((lo, hi, run)) => match caches.modules.ready(run) {
+        Some((lo, hi, run)) => match caches.modules.ready(run, cs as usize) {
             Some(image) => {
                 let fd = std::os::fd::AsFd::as_fd(image.fd());
                 match vm.ram_mut().map_image_private(*lo, hi - lo, fd) {
