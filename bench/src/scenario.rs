@@ -392,7 +392,18 @@ mod tests {
 
     #[test]
     fn test_parse_scenarios() {
-        assert_eq!(Scenario::parse_list("all").unwrap().len(), 8);
+        let all = Scenario::parse_list("all").unwrap();
+        assert_eq!(all, Scenario::all());
+        assert_eq!(all.len(), MemoryMode::ALL.len() + 5);
+        for s in [
+            Scenario::Warm,
+            Scenario::Provisioned,
+            Scenario::Burst,
+            Scenario::Density,
+            Scenario::HostPython,
+        ] {
+            assert!(all.contains(&s), "{s:?} missing from all");
+        }
         let v = Scenario::parse_list("uffd+prefetch, warm,boot,warm").unwrap();
         assert_eq!(
             v,
