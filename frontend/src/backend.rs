@@ -14,10 +14,12 @@ pub trait Backend: InstanceFactory<Instance: Sync> {
     fn define(&self, fv: &FunctionVersion, spec: Arc<FunctionSpec>);
     /// Forgets `fv`.
     fn forget(&self, fv: &FunctionVersion);
-    /// Prepares `fv` (validates init; later: takes its snapshot).
+    /// Prepares `spec` as `fv` (boots it, runs init, takes its snapshot) without registering
+    /// it: until [`Backend::define`] registers it, instances come from the previous spec.
     fn build(
         &self,
         fv: &FunctionVersion,
+        spec: Arc<FunctionSpec>,
     ) -> impl Future<Output = Result<ColdStart, WorkerError>> + Send;
     /// Runs one invocation; `Err` means the instance died (crash or timeout).
     fn invoke(
@@ -44,8 +46,9 @@ impl Backend for WorkerFactory {
     fn build(
         &self,
         fv: &FunctionVersion,
+        spec: Arc<FunctionSpec>,
     ) -> impl Future<Output = Result<ColdStart, WorkerError>> + Send {
-        WorkerFactory::build(self, fv)
+        WorkerFactory::build(self, fv, spec)
     }
 
     fn invoke(

@@ -67,6 +67,8 @@ pub struct Config {
     pub http: String,
     /// gRPC listen address.
     pub grpc: String,
+    /// Function URL listener address (`FunctionUrl` is `http://<this>/<url id>/`).
+    pub urls: String,
     /// Data directory (registry, module cache, snapshots).
     pub data: Option<PathBuf>,
     /// Precompiled-module cache (default: `<data>/cache/modules`).
@@ -236,6 +238,7 @@ impl Default for Config {
         Self {
             http: "127.0.0.1:9000".into(),
             grpc: "127.0.0.1:50051".into(),
+            urls: "127.0.0.1:9002".into(),
             data: None,
             module_cache: None,
             restore_mode: "uffd+prefetch".into(),

@@ -50,6 +50,9 @@ pub enum ApiError {
     /// 405 `UnknownOperationException`: the path exists, the method does not.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 412 `PreconditionFailedException`: the caller's `RevisionId` is stale.
+    #[error("{0}")]
+    PreconditionFailed(String),
 }
 
 impl ApiError {
@@ -68,6 +71,7 @@ impl ApiError {
             Self::UnrecognizedClient(_) => "UnrecognizedClientException",
             Self::InvalidSignature(_) => "InvalidSignatureException",
             Self::MethodNotAllowed(_) => "UnknownOperationException",
+            Self::PreconditionFailed(_) => "PreconditionFailedException",
         }
     }
 
@@ -85,6 +89,7 @@ impl ApiError {
             | Self::UnrecognizedClient(_)
             | Self::InvalidSignature(_) => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
         }
     }
 
@@ -126,7 +131,7 @@ impl ApiError {
         use tonic::Code;
         let code = match self {
             Self::ResourceNotFound(_) | Self::ProvisionedConfigNotFound(_) => Code::NotFound,
-            Self::ResourceConflict(_) => Code::FailedPrecondition,
+            Self::ResourceConflict(_) | Self::PreconditionFailed(_) => Code::FailedPrecondition,
             Self::InvalidParameter(_) => Code::InvalidArgument,
             Self::RequestTooLarge(_) => Code::OutOfRange,
             Self::TooManyRequests(_) => Code::ResourceExhausted,
@@ -193,10 +198,17 @@ impl From<crate::registry::RegistryError> for ApiError {
     fn from(e: crate::registry::RegistryError) -> Self {
         use crate::registry::RegistryError as R;
         match e {
-            R::FunctionNotFound(_) | R::VersionNotFound(..) | R::AliasNotFound(..) => {
-                Self::ResourceNotFound(e.to_string())
-            }
-            R::FunctionExists(_) | R::AliasExists(..) => Self::ResourceConflict(e.to_string()),
+            R::FunctionNotFound(_)
+            | R::VersionNotFound(..)
+            | R::AliasNotFound(..)
+            | R::EventInvokeConfigNotFound(_)
+            | R::UrlNotFound(_) => Self::ResourceNotFound(e.to_string()),
+            R::FunctionExists(_)
+            | R::AliasExists(..)
+            | R::UrlExists(_)
+            | R::UpdateInProgress(_)
+            | R::VersionInUse(..) => Self::ResourceConflict(e.to_string()),
+            R::RevisionMismatch => Self::PreconditionFailed(e.to_string()),
             R::Store(_) | R::Decode(_) => Self::Service(thaw_worker::error::error_chain(&e)),
         }
     }

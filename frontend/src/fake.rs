@@ -78,21 +78,23 @@ impl Backend for FakeBackend {
         self.specs.lock().remove(fv);
     }
 
-    async fn build(&self, fv: &FunctionVersion) -> Result<ColdStart, WorkerError> {
-        let handler = self.specs.lock().get(fv).map(|s| s.handler.clone());
+    async fn build(
+        &self,
+        _fv: &FunctionVersion,
+        spec: Arc<FunctionSpec>,
+    ) -> Result<ColdStart, WorkerError> {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        match handler.as_deref() {
-            Some("fail.init") => Err(WorkerError::InitFailed {
+        if spec.handler == "fail.init" {
+            return Err(WorkerError::InitFailed {
                 body: br#"{"errorMessage": "boom at import", "errorType": "RuntimeError"}"#
                     .to_vec(),
                 log: b"Traceback: boom\n".to_vec(),
-            }),
-            Some(_) => Ok(ColdStart {
-                kind: StartKind::Boot,
-                duration: Duration::from_millis(5),
-            }),
-            None => Err(WorkerError::NotReady),
+            });
         }
+        Ok(ColdStart {
+            kind: StartKind::Boot,
+            duration: Duration::from_millis(5),
+        })
     }
 
     async fn invoke(

@@ -80,6 +80,7 @@ impl<B: Backend> proto::thaw_server::Thaw for GrpcService<B> {
             client_context,
             tail: r.tail,
             request_id: None,
+            qualifier: f.qualifier.clone(),
         };
         let kind = proto::InvocationType::try_from(r.invocation_type)
             .map_err(|_| ApiError::InvalidParameter("unknown invocation_type".into()))?;
@@ -154,7 +155,7 @@ impl<B: Backend> proto::thaw_server::Thaw for GrpcService<B> {
     ) -> Result<Response<proto::FunctionConfiguration>, Status> {
         let r = request.into_inner();
         let f = names::parse(&r.function_name, None)?;
-        let cfg = self.svc.publish_version(&f.name, &r.description)?;
+        let cfg = self.svc.publish_version(&f.name, &r.description, None)?;
         Ok(Response::new(configuration(&self.svc, &cfg)))
     }
 

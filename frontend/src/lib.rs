@@ -7,6 +7,7 @@ pub mod async_queue;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod deploy;
 pub mod errors;
 pub mod fake;
 pub mod grpc;
@@ -21,6 +22,8 @@ pub mod serve;
 pub mod service;
 pub mod shapes;
 pub mod time;
+pub mod url_event;
+pub mod url_listener;
 pub mod validate;
 
 /// The generated gRPC types and service traits (`proto/thaw.proto`).

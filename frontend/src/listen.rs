@@ -238,10 +238,17 @@ pub async fn serve_http(
             () = &mut stop => break,
         };
         let activity = Activity::new();
+        // Handlers that need the client's address (function URLs' `sourceIp`) read it as
+        // axum's `ConnectInfo`.
+        let peer = tcp.peer_addr().ok();
         let io = TokioIo::new(IdleIo::new(tcp, Arc::clone(&activity), timeouts.idle));
         let inner = hyper_util::service::TowerToHyperService::new(router.clone());
         let service =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                if let Some(peer) = peer {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                }
                 let guard = activity.begin();
                 let fut = hyper::service::Service::call(&inner, req);
                 async move {

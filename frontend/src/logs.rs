@@ -1,7 +1,15 @@
-//! Per-invocation log records as Lambda writes them (START, the function's output, END, REPORT
-//! with `Init Duration` after a cold boot or `Restore Duration` after a restore), the `Tail` slice
-//! returned in `X-Amz-Log-Result`, and the sink that prints them on the server's stdout.
+//! Per-invocation log records as Lambda writes them, the `Tail` slice returned in
+//! `X-Amz-Log-Result`, and the sink that prints them on the server's stdout.
+//!
+//! Text format (`LoggingConfig.LogFormat = Text`): START, the function's output, END, REPORT
+//! with `Init Duration` after a cold boot, or SnapStart's `Restore Duration` / `Billed Restore
+//! Duration` after a restore (every thaw restore is a snapshot restore). JSON format: the
+//! Telemetry API's `platform.start` and `platform.report` records around the function's output
+//! (which the runtime writes as JSON itself), dropped when `SystemLogLevel` is above `INFO`.
+//! A version's build logs `INIT_REPORT` (or `platform.initReport`).
+use crate::registry::{LogFormat, LogLevel};
 use base64::Engine;
+use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
 use thaw_worker::factory::{ColdStart, StartKind};
@@ -23,14 +31,103 @@ pub struct Record<'a> {
     pub cold: Option<ColdStart>,
     /// Appended after the function's output (e.g. "Task timed out after 3.00 seconds").
     pub platform_note: Option<&'a str>,
+    pub format: LogFormat,
+    /// Platform records below this level are dropped (JSON format only).
+    pub system_level: LogLevel,
+    /// `success`, `error` (a function error), `timeout` or `failure` (the runtime died).
+    pub status: &'a str,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// START, the function's output, END and REPORT, newline-terminated.
+/// The invocation's log, newline-terminated, in its format (see the module doc).
 pub fn render(r: &Record<'_>) -> String {
+    match r.format {
+        LogFormat::Text => render_text(r),
+        LogFormat::Json => render_json(r),
+    }
+}
+
+fn billed_ms(d: Duration) -> u64 {
+    ms(d).ceil().max(1.0) as u64
+}
+
+fn render_json(r: &Record<'_>) -> String {
+    let mut out = String::with_capacity(r.function_log.len() + 512);
+    let now = crate::time::iso_timestamp(crate::time::now_ms());
+    let platform = r.system_level <= LogLevel::Info;
+    if platform {
+        let start = json!({"time": now, "type": "platform.start",
+            "record": {"requestId": r.request_id, "version": r.version}});
+        out.push_str(&start.to_string());
+        out.push('\n');
+    }
+    out.push_str(&String::from_utf8_lossy(r.function_log));
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if let Some(note) = r.platform_note {
+        let line =
+            json!({"timestamp": now, "level": "ERROR", "requestId": r.request_id, "message": note});
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    if platform || r.status != "success" {
+        let mut metrics = json!({
+            "durationMs": (ms(r.duration) * 1000.0).round() / 1000.0,
+            "billedDurationMs": billed_ms(r.duration),
+            "memorySizeMB": r.memory_mb,
+            "maxMemoryUsedMB": r.max_memory_used.div_ceil(1 << 20),
+        });
+        if let Some(c) = r.cold {
+            let d = (ms(c.duration) * 1000.0).round() / 1000.0;
+            match c.kind {
+                StartKind::Boot => metrics["initDurationMs"] = json!(d),
+                StartKind::Restore => {
+                    metrics["restoreDurationMs"] = json!(d);
+                    metrics["billedRestoreDurationMs"] = json!(billed_ms(c.duration));
+                }
+            }
+        }
+        let mut record = json!({"requestId": r.request_id, "metrics": metrics, "status": r.status});
+        match r.status {
+            "timeout" => record["errorType"] = json!("Sandbox.Timedout"),
+            "failure" => record["errorType"] = json!("Runtime.ExitError"),
+            _ => {}
+        }
+        let report = json!({"time": now, "type": "platform.report", "record": record});
+        out.push_str(&report.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// The `INIT_REPORT` of a version's build (the init that made its snapshot).
+pub fn init_report(
+    format: LogFormat,
+    initialization_type: &str,
+    duration: Duration,
+    ok: bool,
+) -> String {
+    let status = if ok { "success" } else { "error" };
+    match format {
+        LogFormat::Text => format!(
+            "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: {status}\n",
+            ms(duration)
+        ),
+        LogFormat::Json => {
+            let v = json!({"time": crate::time::iso_timestamp(crate::time::now_ms()),
+                "type": "platform.initReport",
+                "record": {"initializationType": initialization_type, "phase": "init",
+                    "status": status, "metrics": {"durationMs": (ms(duration) * 1000.0).round() / 1000.0}}});
+            format!("{v}\n")
+        }
+    }
+}
+
+fn render_text(r: &Record<'_>) -> String {
     let mut out = String::with_capacity(r.function_log.len() + 256);
     out.push_str(&format!(
         "START RequestId: {} Version: {}\n",
@@ -48,16 +145,19 @@ pub fn render(r: &Record<'_>) -> String {
         "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
         r.request_id,
         ms(r.duration),
-        ms(r.duration).ceil().max(1.0) as u64,
+        billed_ms(r.duration),
         r.memory_mb,
         r.max_memory_used.div_ceil(1 << 20),
     ));
     if let Some(c) = r.cold {
-        let label = match c.kind {
-            StartKind::Boot => "Init Duration",
-            StartKind::Restore => "Restore Duration",
-        };
-        out.push_str(&format!("\t{label}: {:.2} ms", ms(c.duration)));
+        match c.kind {
+            StartKind::Boot => out.push_str(&format!("\tInit Duration: {:.2} ms", ms(c.duration))),
+            StartKind::Restore => out.push_str(&format!(
+                "\tRestore Duration: {:.2} ms\tBilled Restore Duration: {} ms",
+                ms(c.duration),
+                billed_ms(c.duration)
+            )),
+        }
     }
     out.push('\n');
     out
@@ -164,6 +264,9 @@ mod tests {
                 duration: Duration::from_millis(120),
             }),
             platform_note: None,
+            format: LogFormat::Text,
+            system_level: LogLevel::Info,
+            status: "success",
         });
         assert!(text.starts_with("START RequestId: r1 Version: 1\nhi\nEND RequestId: r1\n"));
         assert!(text.contains(
@@ -176,5 +279,89 @@ mod tests {
             .unwrap();
         assert_eq!(t.len(), TAIL_BYTES);
         assert!(t.ends_with(b"END"));
+    }
+
+    fn restored(format: LogFormat, system_level: LogLevel, status: &'static str) -> String {
+        render(&Record {
+            request_id: "r2",
+            version: "3",
+            function_log: b"{\"level\": \"INFO\", \"message\": \"hi\"}\n",
+            duration: Duration::from_micros(800),
+            memory_mb: 128,
+            max_memory_used: 5 << 20,
+            cold: Some(ColdStart {
+                kind: StartKind::Restore,
+                duration: Duration::from_micros(2_400),
+            }),
+            platform_note: (status == "timeout").then_some("Task timed out after 1.00 seconds"),
+            format,
+            system_level,
+            status,
+        })
+    }
+
+    #[test]
+    fn test_restores_report_as_snapstart_does() {
+        let text = restored(LogFormat::Text, LogLevel::Info, "success");
+        assert!(
+            text.trim_end()
+                .ends_with("Restore Duration: 2.40 ms\tBilled Restore Duration: 3 ms"),
+            "{text}"
+        );
+        assert!(!text.contains("Init Duration"));
+    }
+
+    #[test]
+    fn test_json_platform_records() {
+        let text = restored(LogFormat::Json, LogLevel::Info, "success");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0]["type"], "platform.start");
+        assert_eq!(lines[0]["record"]["requestId"], "r2");
+        assert_eq!(lines[0]["record"]["version"], "3");
+        assert_eq!(lines[1]["message"], "hi");
+        let report = &lines[2];
+        assert_eq!(report["type"], "platform.report");
+        let m = &report["record"]["metrics"];
+        assert_eq!(m["durationMs"], 0.8);
+        assert_eq!(m["billedDurationMs"], 1);
+        assert_eq!(m["memorySizeMB"], 128);
+        assert_eq!(m["maxMemoryUsedMB"], 5);
+        assert_eq!(m["restoreDurationMs"], 2.4);
+        assert_eq!(m["billedRestoreDurationMs"], 3);
+        assert!(m.get("initDurationMs").is_none());
+        assert_eq!(report["record"]["status"], "success");
+        // SystemLogLevel WARN drops the platform records of a successful invocation ...
+        let quiet = restored(LogFormat::Json, LogLevel::Warn, "success");
+        assert_eq!(quiet.lines().count(), 1, "{quiet}");
+        // ... but not the report of one that timed out.
+        let timeout = restored(LogFormat::Json, LogLevel::Warn, "timeout");
+        let last: serde_json::Value =
+            serde_json::from_str(timeout.lines().last().unwrap()).unwrap();
+        assert_eq!(last["record"]["status"], "timeout");
+        assert_eq!(last["record"]["errorType"], "Sandbox.Timedout");
+        let init = init_report(
+            LogFormat::Text,
+            "on-demand",
+            Duration::from_millis(1500),
+            true,
+        );
+        assert_eq!(
+            init,
+            "INIT_REPORT Init Duration: 1500.00 ms\tPhase: init\tStatus: success\n"
+        );
+        let init: serde_json::Value = serde_json::from_str(&init_report(
+            LogFormat::Json,
+            "snap-start",
+            Duration::from_millis(2),
+            false,
+        ))
+        .unwrap();
+        assert_eq!(init["type"], "platform.initReport");
+        assert_eq!(init["record"]["status"], "error");
+        assert_eq!(init["record"]["initializationType"], "snap-start");
     }
 }

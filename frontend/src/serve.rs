@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:50051].
     #[arg(long)]
     pub grpc: Option<String>,
+    /// Function URL listen address [default: 127.0.0.1:9002].
+    #[arg(long)]
+    pub urls: Option<String>,
     /// Data directory (registry, module cache) [default: $THAW_DATA or ~/.thaw].
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -58,6 +61,8 @@ pub struct Running<B: Backend> {
     pub http: SocketAddr,
     /// Where the gRPC service listens.
     pub grpc: SocketAddr,
+    /// Where function URLs are served.
+    pub urls: SocketAddr,
     /// The service (for tests and embedding).
     pub service: Arc<Service<B>>,
     stop: watch::Sender<bool>,
@@ -94,6 +99,13 @@ pub async fn start<B: Backend>(
 ) -> Result<Running<B>, StartError> {
     let http_listener = bind(&config.http).await?;
     let grpc_listener = bind(&config.grpc).await?;
+    let urls_listener = bind(&config.urls).await?;
+    let urls = urls_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.urls.clone(),
+            source,
+        })?;
     let http = http_listener
         .local_addr()
         .map_err(|source| StartError::Bind {
@@ -108,12 +120,16 @@ pub async fn start<B: Backend>(
         })?;
     let auth = crate::auth::Auth::from_config(&config.auth, &config.region);
     if matches!(auth, crate::auth::Auth::Anonymous) && !config.auth.allow_anonymous {
-        if let Some(addr) = [http, grpc].into_iter().find(|a| !a.ip().is_loopback()) {
+        if let Some(addr) = [http, grpc, urls]
+            .into_iter()
+            .find(|a| !a.ip().is_loopback())
+        {
             return Err(StartError::AnonymousNotLoopback { addr });
         }
     }
     let timeouts = crate::listen::Timeouts::from(&config.timeouts);
     let (service, executor) = Service::start(config, backend, kv)?;
+    service.set_url_base(format!("http://{urls}"));
     let (stop, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -122,6 +138,12 @@ pub async fn start<B: Backend>(
     let http_task = tokio::spawn(crate::listen::serve_http(
         http_listener,
         router,
+        timeouts,
+        stopped(rx.clone()),
+    ));
+    let urls_task = tokio::spawn(crate::listen::serve_http(
+        urls_listener,
+        crate::url_listener::router(Arc::clone(&service), auth.clone()),
         timeouts,
         stopped(rx.clone()),
     ));
@@ -144,9 +166,10 @@ pub async fn start<B: Backend>(
     Ok(Running {
         http,
         grpc,
+        urls,
         service,
         stop,
-        tasks: vec![http_task, grpc_task],
+        tasks: vec![http_task, grpc_task, urls_task],
         executor,
     })
 }
@@ -183,6 +206,9 @@ pub fn main(
     if let Some(grpc) = args.grpc {
         config.grpc = grpc;
     }
+    if let Some(urls) = args.urls {
+        config.urls = urls;
+    }
     let data = data_dir(args.data.or(config.data.clone()));
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -204,8 +230,8 @@ pub fn main(
             .with_inline_slice(std::time::Duration::from_micros(config.inline_slice_us))
             .with_provisioned_mode(provisioned_mode);
         let running = start(config, factory, Arc::new(kv)).await?;
-        tracing::info!(http = %running.http, grpc = %running.grpc, data = %data.display(), "thaw serve is listening");
-        println!("thaw serve: http://{} grpc://{} data {}", running.http, running.grpc, data.display());
+        tracing::info!(http = %running.http, grpc = %running.grpc, urls = %running.urls, data = %data.display(), "thaw serve is listening");
+        println!("thaw serve: http://{} grpc://{} urls http://{} data {}", running.http, running.grpc, running.urls, data.display());
         signalled().await;
         running.shutdown().await;
         anyhow::Ok(())

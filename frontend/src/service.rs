@@ -62,6 +62,9 @@ pub struct InvokeInput {
     pub client_context: Option<serde_json::Value>,
     pub tail: bool,
     pub request_id: Option<String>,
+    /// The qualifier the caller named (an alias, a version, none): event-invoke configs
+    /// are looked up by it.
+    pub qualifier: Option<String>,
 }
 
 /// The service: shared by the HTTP and gRPC front ends and the async executor.
@@ -76,6 +79,8 @@ pub struct Service<B: Backend> {
     events: mpsc::UnboundedSender<AsyncEvent>,
     queued: AtomicU64,
     stop: watch::Sender<bool>,
+    /// `http://ADDR` of the function URL listener, once it is bound.
+    url_base: std::sync::OnceLock<String>,
 }
 
 /// Why the service could not start.
@@ -113,15 +118,20 @@ impl<B: Backend> Service<B> {
             events: tx,
             queued: AtomicU64::new(0),
             stop: watch::channel(false).0,
+            url_base: std::sync::OnceLock::new(),
         });
         let _reaper = svc.scheduler.spawn_reaper(Duration::from_secs(1));
         for cfg in svc.registry.all_versions() {
             let interrupted = cfg.state == FunctionState::Pending
                 || cfg.last_update_status == UpdateStatus::InProgress;
+            let serving = cfg.serving();
+            if serving.state == FunctionState::Active {
+                if let Err(e) = svc.define(serving) {
+                    tracing::error!(function = %cfg.name, version = %cfg.version, error = %e, "cannot register version");
+                }
+            }
             if interrupted {
                 svc.spawn_build(cfg);
-            } else if let Err(e) = svc.define(&cfg) {
-                tracing::error!(function = %cfg.name, version = %cfg.version, error = %e, "cannot register version");
             }
         }
         for (name, n) in svc.registry.all_reserved() {
@@ -168,6 +178,18 @@ impl<B: Backend> Service<B> {
         self.scheduler.factory()
     }
 
+    /// Records where the function URL listener is (`http://ADDR`); the first call wins.
+    pub fn set_url_base(&self, base: String) {
+        let _ = self.url_base.set(base);
+    }
+
+    /// `http://ADDR` of the function URL listener (`http://127.0.0.1:9002` before it is bound).
+    pub fn url_base(&self) -> &str {
+        self.url_base
+            .get()
+            .map_or("http://127.0.0.1:9002", String::as_str)
+    }
+
     /// Events stored and not yet finished.
     pub fn queued_events(&self) -> u64 {
         self.queued.load(Ordering::Relaxed)
@@ -177,13 +199,21 @@ impl<B: Backend> Service<B> {
         self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Resolves a reference to a version that can be invoked.
+    /// Resolves a reference to the configuration one invocation runs: a weighted alias picks
+    /// its version at random by weight, and a version being updated runs its previous
+    /// configuration until the update is built.
     pub fn resolve_active(
         &self,
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<Arc<VersionConfig>, ApiError> {
-        let cfg = self.registry.resolve(name, qualifier)?;
+        let draw = (uuid::Uuid::new_v4().as_u64_pair().0 >> 11) as f64 / (1u64 << 53) as f64;
+        let resolved = self.registry.resolve_weighted(name, qualifier, draw)?;
+        let cfg = if std::ptr::eq(resolved.serving(), &*resolved) {
+            resolved
+        } else {
+            Arc::new(resolved.serving().clone())
+        };
         match cfg.state {
             FunctionState::Active => Ok(cfg),
             state => Err(ApiError::ResourceConflict(format!(
@@ -214,6 +244,7 @@ impl<B: Backend> Service<B> {
             attempts: 0,
             client_context: input.client_context,
             enqueued_ms: crate::time::now_ms(),
+            qualifier: input.qualifier,
         };
         let svc = Arc::clone(self);
         let event = tokio::task::spawn_blocking(move || svc.registry.enqueue_event(event))
@@ -270,6 +301,7 @@ impl<B: Backend> Service<B> {
         let outcome = self.backend().invoke(lease.instance(), req).await;
         let max_memory_used = self.backend().max_memory_used(lease.instance());
         lease.release(outcome.is_ok());
+        let crashed = outcome.is_err();
         let (body, function_error, log, duration, note, timeout) = match outcome {
             Ok(o) => (o.body, o.function_error, o.log, o.duration, None, false),
             Err(e) => {
@@ -306,6 +338,14 @@ impl<B: Backend> Service<B> {
             max_memory_used,
             cold,
             platform_note: note.as_deref(),
+            format: cfg.logging.log_format,
+            system_level: cfg.logging.system_level(),
+            status: match (timeout, crashed, function_error) {
+                (true, _, _) => "timeout",
+                (_, true, _) => "failure",
+                (_, _, true) => "error",
+                _ => "success",
+            },
         });
         self.logs.emit(&cfg.name, &cfg.version, &text);
         self.metrics.observe(&Observation {
@@ -326,6 +366,17 @@ impl<B: Backend> Service<B> {
             handler_duration: duration,
             start,
         })
+    }
+
+    /// Logs the `INIT_REPORT` of a version's build.
+    pub(crate) fn log_init_report(&self, cfg: &VersionConfig, duration: Duration, ok: bool) {
+        let kind = if cfg.snap_start_on() {
+            "snap-start"
+        } else {
+            "on-demand"
+        };
+        let text = logs::init_report(cfg.logging.log_format, kind, duration, ok);
+        self.logs.emit(&cfg.name, &cfg.version, &text);
     }
 
     /// The `/metrics` text.

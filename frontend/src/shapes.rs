@@ -1,6 +1,6 @@
 //! The JSON shapes of the Lambda API that boto3 reads: FunctionConfiguration, GetFunction,
-//! aliases and provisioned-concurrency configs.
-use crate::registry::{Alias, VersionConfig};
+//! aliases, provisioned-concurrency configs, event-invoke configs and function URL configs.
+use crate::registry::{Alias, EventInvokeConfig, LogFormat, UrlConfig, VersionConfig};
 use crate::time::lambda_timestamp;
 use serde_json::{json, Value};
 use thaw_scheduler::ProvisionedConfig;
@@ -52,10 +52,18 @@ pub fn configuration(arn: &ArnBase, cfg: &VersionConfig) -> Value {
         "LastUpdateStatus": cfg.last_update_status.as_str(),
         "PackageType": "Zip",
         "Architectures": ["x86_64"],
-        "EphemeralStorage": {"Size": 512},
+        "EphemeralStorage": {"Size": cfg.ephemeral_mb},
         "TracingConfig": {"Mode": "PassThrough"},
+        "SnapStart": {
+            "ApplyOn": cfg.snap_start.as_str(),
+            "OptimizationStatus": if cfg.snap_start_on() { "On" } else { "Off" },
+        },
+        "LoggingConfig": logging(cfg),
     });
     let obj = v.as_object_mut().expect("object literal");
+    if let Some(t) = &cfg.dead_letter_target {
+        obj.insert("DeadLetterConfig".into(), json!({"TargetArn": t}));
+    }
     if let Some(r) = &cfg.state_reason {
         obj.insert("StateReason".into(), json!(r));
     }
@@ -68,8 +76,27 @@ pub fn configuration(arn: &ArnBase, cfg: &VersionConfig) -> Value {
     v
 }
 
+/// `LoggingConfig` (levels only with the JSON format, as Lambda reports them).
+fn logging(cfg: &VersionConfig) -> Value {
+    let l = &cfg.logging;
+    let mut v = json!({
+        "LogFormat": match l.log_format { LogFormat::Text => "Text", LogFormat::Json => "JSON" },
+        "LogGroup": l.log_group.clone().unwrap_or_else(|| format!("/aws/lambda/{}", cfg.name)),
+    });
+    if l.log_format == LogFormat::Json {
+        v["ApplicationLogLevel"] = json!(l.application_level().as_str());
+        v["SystemLogLevel"] = json!(l.system_level().as_str());
+    }
+    v
+}
+
 /// GetFunction's response.
-pub fn get_function(arn: &ArnBase, cfg: &VersionConfig, reserved: Option<u32>) -> Value {
+pub fn get_function(
+    arn: &ArnBase,
+    cfg: &VersionConfig,
+    reserved: Option<u32>,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Value {
     let mut v = json!({
         "Configuration": configuration(arn, cfg),
         "Code": {"RepositoryType": "S3", "Location": format!("thaw://code/{}/{}", cfg.name, cfg.code_hex)},
@@ -77,18 +104,67 @@ pub fn get_function(arn: &ArnBase, cfg: &VersionConfig, reserved: Option<u32>) -
     if let Some(n) = reserved {
         v["Concurrency"] = json!({"ReservedConcurrentExecutions": n});
     }
+    if !tags.is_empty() {
+        v["Tags"] = json!(tags);
+    }
     v
 }
 
 /// AliasConfiguration.
 pub fn alias(arn: &ArnBase, a: &Alias) -> Value {
-    json!({
+    let mut v = json!({
         "AliasArn": format!("{}:{}", arn.function(&a.function), a.name),
         "Name": a.name,
         "FunctionVersion": a.version,
         "Description": a.description,
         "RevisionId": a.revision_id,
-    })
+    });
+    if !a.weights.is_empty() {
+        v["RoutingConfig"] = json!({"AdditionalVersionWeights": a.weights});
+    }
+    v
+}
+
+/// FunctionEventInvokeConfig.
+pub fn invoke_config(arn: &ArnBase, c: &EventInvokeConfig) -> Value {
+    let mut v = json!({
+        "FunctionArn": format!("{}:{}", arn.function(&c.function), c.qualifier),
+        "LastModified": c.last_modified_ms as f64 / 1000.0,
+        "DestinationConfig": {},
+    });
+    if let Some(n) = c.maximum_retry_attempts {
+        v["MaximumRetryAttempts"] = json!(n);
+    }
+    if let Some(n) = c.maximum_event_age_s {
+        v["MaximumEventAgeInSeconds"] = json!(n);
+    }
+    if let Some(d) = &c.on_success {
+        v["DestinationConfig"]["OnSuccess"] = json!({"Destination": d});
+    }
+    if let Some(d) = &c.on_failure {
+        v["DestinationConfig"]["OnFailure"] = json!({"Destination": d});
+    }
+    v
+}
+
+/// FunctionUrlConfig (`url`: its public URL).
+pub fn url_config(arn: &ArnBase, u: &UrlConfig, url: &str) -> Value {
+    let function_arn = match &u.qualifier {
+        Some(q) => format!("{}:{q}", arn.function(&u.function)),
+        None => arn.function(&u.function),
+    };
+    let mut v = json!({
+        "FunctionUrl": url,
+        "FunctionArn": function_arn,
+        "AuthType": u.auth_type.as_str(),
+        "CreationTime": crate::time::iso_timestamp(u.created_ms),
+        "LastModifiedTime": crate::time::iso_timestamp(u.last_modified_ms),
+        "InvokeMode": u.invoke_mode,
+    });
+    if let Some(c) = &u.cors {
+        v["Cors"] = serde_json::to_value(c).unwrap_or(Value::Null);
+    }
+    v
 }
 
 /// Get/PutProvisionedConcurrencyConfig's response.

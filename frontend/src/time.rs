@@ -14,6 +14,14 @@ pub fn system_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for epoch milliseconds (destination records, JSON logs).
+pub fn iso_timestamp(ms: u64) -> String {
+    let mut s = lambda_timestamp(ms);
+    s.truncate(s.len() - "+0000".len());
+    s.push('Z');
+    s
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmm+0000` for epoch milliseconds.
 pub fn lambda_timestamp(ms: u64) -> String {
     let secs = ms / 1000;
@@ -40,7 +48,7 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -60,6 +68,10 @@ mod tests {
         assert_eq!(
             super::lambda_timestamp(1_709_251_199_123),
             "2024-02-29T23:59:59.123+0000"
+        );
+        assert_eq!(
+            super::iso_timestamp(1_709_251_199_123),
+            "2024-02-29T23:59:59.123Z"
         );
         for days in [0, 59, 60, 365, 19_782, 20_000, 47_000] {
             let (y, m, d) = super::civil_from_days(days);

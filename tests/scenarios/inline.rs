@@ -56,7 +56,8 @@ fn test_invocations_longer_than_the_inline_slice_move_off_the_async_thread() {
     };
     let mut s = spec("slices", HANDLER);
     s.timeout = Duration::from_secs(2);
-    factory.define(&fv, Arc::new(s));
+    let s = Arc::new(s);
+    factory.define(&fv, Arc::clone(&s));
     // One async worker thread, and the invocations run on it (a spawned task, not
     // `block_on`'s thread): if a long invocation kept it, nothing else would run.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -65,7 +66,7 @@ fn test_invocations_longer_than_the_inline_slice_move_off_the_async_thread() {
         .build()
         .unwrap();
     let task = rt.spawn(async move {
-        factory.build(&fv).await.expect("build");
+        factory.build(&fv, s).await.expect("build");
         let instance = factory
             .restore(&fv, RestoreKind::OnDemand)
             .await

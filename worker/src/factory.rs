@@ -130,15 +130,9 @@ impl WorkerFactory {
     /// Registers (or replaces) what `fv` runs. Instances already made keep their old spec; the
     /// caller invalidates the scheduler's pool when it replaces one.
     pub fn define(&self, fv: &FunctionVersion, spec: Arc<FunctionSpec>) {
-        let with = |kind: RestoreKind| {
-            let mut s = (*spec).clone();
-            s.version = fv.version.clone();
-            s.initialization_type = kind.initialization_type().to_string();
-            Arc::new(s)
-        };
         let specs = Specs {
-            on_demand: with(RestoreKind::OnDemand),
-            provisioned: with(RestoreKind::Provisioned),
+            on_demand: Self::spec_for(fv, &spec, RestoreKind::OnDemand),
+            provisioned: Self::spec_for(fv, &spec, RestoreKind::Provisioned),
         };
         self.specs
             .write()
@@ -151,6 +145,14 @@ impl WorkerFactory {
         self.specs.write().expect("spec map poisoned").remove(fv);
     }
 
+    /// `spec` as `fv`'s instances of `kind` run it.
+    fn spec_for(fv: &FunctionVersion, spec: &FunctionSpec, kind: RestoreKind) -> Arc<FunctionSpec> {
+        let mut s = spec.clone();
+        s.version = fv.version.clone();
+        s.initialization_type = kind.initialization_type().to_string();
+        Arc::new(s)
+    }
+
     fn spec(&self, fv: &FunctionVersion, kind: RestoreKind) -> Option<Arc<FunctionSpec>> {
         let specs = self.specs.read().expect("spec map poisoned");
         let s = specs.get(fv)?;
@@ -160,12 +162,16 @@ impl WorkerFactory {
         }))
     }
 
-    /// Prepares `fv` for fast starts and proves its init works: boot -> init -> snapshot
-    /// into the store (it becomes the version's current snapshot). Returns the boot's cost.
-    pub async fn build(&self, fv: &FunctionVersion) -> Result<ColdStart, WorkerError> {
-        let spec = self
-            .spec(fv, RestoreKind::OnDemand)
-            .ok_or(WorkerError::NotReady)?;
+    /// Prepares `spec` as `fv` for fast starts and proves its init works: boot -> init ->
+    /// snapshot into the store (it becomes the current snapshot of `spec`'s configuration).
+    /// Does not register it: instances keep coming from the spec [`WorkerFactory::define`]
+    /// registered until the caller defines this one. Returns the boot's cost.
+    pub async fn build(
+        &self,
+        fv: &FunctionVersion,
+        spec: Arc<FunctionSpec>,
+    ) -> Result<ColdStart, WorkerError> {
+        let spec = Self::spec_for(fv, &spec, RestoreKind::OnDemand);
         let worker = self.worker.clone();
         let (_id, timings) = tokio::task::spawn_blocking(move || worker.snapshot(&spec))
             .await

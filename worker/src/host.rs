@@ -259,7 +259,11 @@ impl Worker {
         mode: MemoryMode,
     ) -> Result<(Instance, StartTimings), WorkerError> {
         let code_hash = spec.code.hash();
-        if let Some(id) = self.current_snapshot(&spec.name, &spec.version)? {
+        let current = self
+            .store
+            .current(&crate::snapshot::spec_key(spec))
+            .map_err(WorkerError::Store)?;
+        if let Some(id) = current {
             match self
                 .open_snapshot(&id, Some(&code_hash))
                 .and_then(|s| self.restore(&s, mode))

@@ -81,6 +81,10 @@ pub struct FunctionSpec {
     /// The egress policy and TLS roots its sockets use; `None`: the worker's
     /// (which denies all egress unless configured).
     pub net: Option<thaw_net::NetContext>,
+    /// Which configuration of the version this is (the registry's revision id): a
+    /// version changed in place (`$LATEST`) keeps one snapshot per configuration, so
+    /// the old one serves while the new one builds. Empty: the version's only one.
+    pub deployment: String,
 }
 
 impl FunctionSpec {
@@ -98,6 +102,7 @@ impl FunctionSpec {
             code,
             initialization_type: "on-demand".into(),
             net: None,
+            deployment: String::new(),
         }
     }
 

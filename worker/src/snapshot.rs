@@ -58,6 +58,19 @@ pub fn function_key(name: &str, version: &str) -> FunctionKey {
     FunctionKey::new(format!("{name}:{version}"))
 }
 
+/// The store key of the current snapshot of `spec`'s configuration: its version's key,
+/// qualified by the deployment when it has one ([`FunctionSpec::deployment`]).
+pub fn spec_key(spec: &FunctionSpec) -> FunctionKey {
+    if spec.deployment.is_empty() {
+        function_key(&spec.name, &spec.version)
+    } else {
+        FunctionKey::new(format!(
+            "{}:{}@{}",
+            spec.name, spec.version, spec.deployment
+        ))
+    }
+}
+
 /// Encodes a state blob.
 pub fn encode_state(record: &SnapshotRecord, code: &FunctionCode) -> Vec<u8> {
     let json = serde_json::to_vec(record).expect("snapshot record serialises");
@@ -143,7 +156,7 @@ pub fn take_snapshot(
         ram.zero(at, len)?;
     }
     let meta = SnapshotMeta {
-        function: function_key(&spec.name, &spec.version),
+        function: spec_key(spec),
         code_hash: spec.code.hash(),
         runtime_hash: runtime.hash(),
         memory_size: ram.len(),

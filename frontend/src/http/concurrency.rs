@@ -32,18 +32,6 @@ pub(super) async fn put_provisioned<B: Backend>(
     Ok(json(StatusCode::ACCEPTED, shapes::provisioned(&config)))
 }
 
-pub(super) async fn get_provisioned<B: Backend>(
-    State(svc): Svc<B>,
-    Path(name): Path<String>,
-    Query(q): Query<QualifierQuery>,
-) -> Result<Response, ApiError> {
-    let f = names::parse(&name, q.qualifier.as_deref())?;
-    Ok(json(
-        StatusCode::OK,
-        shapes::provisioned(&svc.get_provisioned(&f)?),
-    ))
-}
-
 pub(super) async fn delete_provisioned<B: Backend>(
     State(svc): Svc<B>,
     Path(name): Path<String>,

@@ -1,4 +1,5 @@
 //! Function, version and alias operations of the HTTP API.
+use super::deploy::{DeadLetterBody, EnvBody, EphemeralBody, LoggingBody, SnapStartBody};
 use super::{json, json_body, QualifierQuery};
 use crate::backend::Backend;
 use crate::errors::ApiError;
@@ -25,12 +26,6 @@ struct CodeBody {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct EnvBody {
-    variables: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
 struct CreateBody {
     function_name: String,
     runtime: Option<String>,
@@ -42,6 +37,11 @@ struct CreateBody {
     publish: bool,
     description: String,
     role: String,
+    ephemeral_storage: Option<EphemeralBody>,
+    logging_config: Option<LoggingBody>,
+    snap_start: Option<SnapStartBody>,
+    dead_letter_config: Option<DeadLetterBody>,
+    tags: BTreeMap<String, String>,
 }
 
 fn decode_zip(b64: Option<&str>) -> Result<Vec<u8>, ApiError> {
@@ -75,6 +75,14 @@ pub(super) async fn create<B: Backend>(
         description: b.description,
         role: b.role,
         publish: b.publish,
+        ephemeral_mb: b.ephemeral_storage.and_then(|e| e.size),
+        logging: b.logging_config.map(LoggingBody::parse).transpose()?,
+        snap_start: b.snap_start.map(SnapStartBody::parse).transpose()?,
+        dead_letter_target: b
+            .dead_letter_config
+            .and_then(|d| d.target_arn)
+            .filter(|t| !t.is_empty()),
+        tags: b.tags,
     };
     let cfg = svc.create_function(req)?;
     Ok(json(
@@ -119,7 +127,12 @@ pub(super) async fn get<B: Backend>(
     let cfg = svc.registry.resolve(&f.name, f.qualifier.as_deref())?;
     Ok(json(
         StatusCode::OK,
-        shapes::get_function(&svc.arn, &cfg, svc.registry.reserved(&f.name)),
+        shapes::get_function(
+            &svc.arn,
+            &cfg,
+            svc.registry.reserved(&f.name),
+            &svc.registry.tags(&f.name)?,
+        ),
     ))
 }
 
@@ -148,6 +161,7 @@ pub(super) async fn delete<B: Backend>(
 struct UpdateCodeBody {
     zip_file: Option<String>,
     publish: bool,
+    revision_id: Option<String>,
 }
 
 pub(super) async fn update_code<B: Backend>(
@@ -158,7 +172,7 @@ pub(super) async fn update_code<B: Backend>(
     let f = names::parse(&name, None)?;
     let b: UpdateCodeBody = json_body(&body)?;
     let zip = decode_zip(b.zip_file.as_deref())?;
-    let cfg = svc.update_function_code(&f.name, &zip, b.publish)?;
+    let cfg = svc.update_function_code(&f.name, &zip, b.publish, b.revision_id.as_deref())?;
     Ok(json(StatusCode::OK, shapes::configuration(&svc.arn, &cfg)))
 }
 
@@ -166,6 +180,8 @@ pub(super) async fn update_code<B: Backend>(
 #[serde(rename_all = "PascalCase", default)]
 struct PublishBody {
     description: String,
+    revision_id: Option<String>,
+    code_sha256: Option<String>,
 }
 
 pub(super) async fn publish<B: Backend>(
@@ -175,54 +191,18 @@ pub(super) async fn publish<B: Backend>(
 ) -> Result<Response, ApiError> {
     let f = names::parse(&name, None)?;
     let b: PublishBody = json_body(&body)?;
-    let cfg = svc.publish_version(&f.name, &b.description)?;
+    if let Some(want) = b.code_sha256.as_deref().filter(|s| !s.is_empty()) {
+        let latest = svc.registry.get(&f.name, "$LATEST")?;
+        if latest.code_sha256 != want {
+            return Err(ApiError::InvalidParameter(format!(
+                "CodeSHA256 ({want}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                latest.code_sha256
+            )));
+        }
+    }
+    let cfg = svc.publish_version(&f.name, &b.description, b.revision_id.as_deref())?;
     Ok(json(
         StatusCode::CREATED,
         shapes::configuration(&svc.arn, &cfg),
     ))
-}
-
-pub(super) async fn list_versions<B: Backend>(
-    State(svc): Svc<B>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let f = names::parse(&name, None)?;
-    let versions: Vec<_> = svc
-        .registry
-        .versions(&f.name)?
-        .iter()
-        .map(|c| shapes::configuration(&svc.arn, c))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        serde_json::json!({ "Versions": versions }),
-    ))
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct AliasBody {
-    name: String,
-    function_version: String,
-    description: String,
-}
-
-pub(super) async fn create_alias<B: Backend>(
-    State(svc): Svc<B>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let f = names::parse(&name, None)?;
-    let b: AliasBody = json_body(&body)?;
-    let alias = svc.create_alias(&f.name, &b.name, &b.function_version, &b.description)?;
-    Ok(json(StatusCode::CREATED, shapes::alias(&svc.arn, &alias)))
-}
-
-pub(super) async fn get_alias<B: Backend>(
-    State(svc): Svc<B>,
-    Path((name, alias)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let f = names::parse(&name, None)?;
-    let alias = svc.registry.get_alias(&f.name, &alias)?;
-    Ok(json(StatusCode::OK, shapes::alias(&svc.arn, &alias)))
 }

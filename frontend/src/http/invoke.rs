@@ -70,6 +70,7 @@ pub(super) async fn invoke<B: Backend>(
         client_context: client_context(&headers)?,
         tail: header(&headers, "x-amz-log-type") == Some("Tail"),
         request_id: None,
+        qualifier: f.qualifier.clone(),
     };
     match kind {
         InvocationType::DryRun => Ok(response(

@@ -3,6 +3,7 @@
 //! [`crate::service`] and [`crate::lifecycle`]; errors become responses only in
 //! [`crate::errors`].
 mod concurrency;
+mod deploy;
 mod functions;
 mod invoke;
 
@@ -45,7 +46,7 @@ pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
         )
         .route(
             "/2015-03-31/functions/{name}/configuration",
-            get(functions::get_configuration::<B>),
+            get(functions::get_configuration::<B>).put(deploy::update_configuration::<B>),
         )
         .route(
             "/2015-03-31/functions/{name}/code",
@@ -53,15 +54,17 @@ pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
         )
         .route(
             "/2015-03-31/functions/{name}/versions",
-            post(functions::publish::<B>).get(functions::list_versions::<B>),
+            post(functions::publish::<B>).get(deploy::list_versions::<B>),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases",
-            post(functions::create_alias::<B>),
+            post(deploy::create_alias::<B>).get(deploy::list_aliases::<B>),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases/{alias}",
-            get(functions::get_alias::<B>),
+            get(deploy::get_alias::<B>)
+                .put(deploy::update_alias::<B>)
+                .delete(deploy::delete_alias::<B>),
         )
         .route(
             "/2015-03-31/functions/{name}/invocations",
@@ -70,7 +73,7 @@ pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
         .route(
             "/2019-09-30/functions/{name}/provisioned-concurrency",
             put(concurrency::put_provisioned::<B>)
-                .get(concurrency::get_provisioned::<B>)
+                .get(deploy::get_or_list_provisioned::<B>)
                 .delete(concurrency::delete_provisioned::<B>),
         )
         .route(
@@ -80,6 +83,46 @@ pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
         .route(
             "/2019-09-30/functions/{name}/concurrency",
             get(concurrency::get_reserved::<B>),
+        )
+        .route(
+            "/2016-08-19/account-settings",
+            get(deploy::account_settings::<B>),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            get(deploy::account_settings::<B>),
+        )
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(deploy::list_tags::<B>)
+                .post(deploy::tag::<B>)
+                .delete(deploy::untag::<B>),
+        )
+        .route(
+            "/2020-06-30/functions/{name}/code-signing-config",
+            get(deploy::code_signing_config::<B>),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            put(deploy::put_invoke_config::<B>)
+                .post(deploy::update_invoke_config::<B>)
+                .get(deploy::get_invoke_config::<B>)
+                .delete(deploy::delete_invoke_config::<B>),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(deploy::list_invoke_configs::<B>),
+        )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            post(deploy::create_url::<B>)
+                .put(deploy::update_url::<B>)
+                .get(deploy::get_url::<B>)
+                .delete(deploy::delete_url::<B>),
+        )
+        .route(
+            "/2021-10-31/functions/{name}/urls",
+            get(deploy::list_urls::<B>),
         )
         .route("/metrics", get(metrics::<B>))
         .route("/health", get(|| async { "ok" }))

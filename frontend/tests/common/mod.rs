@@ -21,6 +21,7 @@ pub fn test_config() -> Config {
     let mut c = Config {
         http: "127.0.0.1:0".into(),
         grpc: "127.0.0.1:0".into(),
+        urls: "127.0.0.1:0".into(),
         log_invocations: false,
         ..Config::default()
     };

@@ -51,7 +51,16 @@ impl Server {
         text.push_str(extra);
         std::fs::write(&config, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_thaw"))
-            .args(["serve", "--http", http, "--grpc", "127.0.0.1:0", "--config"])
+            .args([
+                "serve",
+                "--http",
+                http,
+                "--grpc",
+                "127.0.0.1:0",
+                "--urls",
+                "127.0.0.1:0",
+                "--config",
+            ])
             .arg(&config)
             .arg("--data")
             .arg(data)
@@ -61,7 +70,7 @@ impl Server {
             .expect("spawn thaw serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("thaw serve printed nothing").unwrap();
-        // "thaw serve: http://ADDR grpc://ADDR data DIR"
+        // "thaw serve: http://ADDR grpc://ADDR urls http://ADDR data DIR"
         let http = first
             .split_whitespace()
             .nth(2)

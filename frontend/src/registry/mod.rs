@@ -10,9 +10,20 @@
 //! - `a/<name>/<alias>` -> [`Alias`]; `p/<name>/<version>` -> [`ProvRecord`];
 //!   `r/<name>` -> reserved concurrency (decimal).
 //! - `e/<seq, 20 digits>` -> [`AsyncEvent`].
+//! - `t/<name>` -> the function's tags (a JSON object);
+//!   `i/<name>/<qualifier>` -> [`EventInvokeConfig`];
+//!   `u/<name>/<qualifier or "$LATEST">` -> [`UrlConfig`].
+//!
+//! The records are in [`records`]; tags, event-invoke configs, URLs and alias changes in
+//! `settings.rs`.
+mod records;
+mod settings;
+
+pub use records::*;
+use settings::check_alias_versions;
+
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use thaw_snapshotter::{KvError, KvOp, KvStore};
@@ -30,6 +41,20 @@ pub enum RegistryError {
     FunctionExists(String),
     #[error("Alias already exists: {0}:{1}")]
     AliasExists(String, String),
+    /// The caller's `RevisionId` is not the resource's current one.
+    #[error("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")]
+    RevisionMismatch,
+    /// An update of the function is still being built.
+    #[error("The operation cannot be performed at this time. An update is in progress for resource: {0}")]
+    UpdateInProgress(String),
+    #[error("The function {0} doesn't have an EventInvokeConfig")]
+    EventInvokeConfigNotFound(String),
+    #[error("The resource you requested does not exist. (function URL of {0})")]
+    UrlNotFound(String),
+    #[error("Function URL already exists for {0}")]
+    UrlExists(String),
+    #[error("Unable to delete version {0} because the following aliases reference it: [{1}]")]
+    VersionInUse(String, String),
     #[error("registry storage failed")]
     Store(#[from] KvError),
     #[error("registry record is corrupt")]
@@ -38,130 +63,17 @@ pub enum RegistryError {
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
-/// Lambda's function `State`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FunctionState {
-    Pending,
-    Active,
-    Failed,
-}
-
-impl FunctionState {
-    /// As Lambda spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "Pending",
-            Self::Active => "Active",
-            Self::Failed => "Failed",
-        }
-    }
-}
-
-/// Lambda's `LastUpdateStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum UpdateStatus {
-    Successful,
-    InProgress,
-    Failed,
-}
-
-impl UpdateStatus {
-    /// As Lambda spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Successful => "Successful",
-            Self::InProgress => "InProgress",
-            Self::Failed => "Failed",
-        }
-    }
-}
-
-/// One version's configuration (`$LATEST` or a published, immutable one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VersionConfig {
-    pub name: String,
-    pub version: String,
-    pub runtime: String,
-    pub handler: String,
-    pub description: String,
-    pub role: String,
-    pub memory_mb: u32,
-    pub timeout_s: u32,
-    pub env: BTreeMap<String, String>,
-    /// Base64 SHA-256 of the zip (`CodeSha256`).
-    pub code_sha256: String,
-    /// Hex SHA-256 of the zip: the code's key.
-    pub code_hex: String,
-    pub code_size: u64,
-    pub state: FunctionState,
-    pub state_reason: Option<String>,
-    pub state_reason_code: Option<String>,
-    pub last_update_status: UpdateStatus,
-    pub last_update_status_reason: Option<String>,
-    pub last_modified_ms: u64,
-    pub revision_id: String,
-}
-
-impl VersionConfig {
-    /// The scheduler's key for this version.
-    pub fn function_version(&self) -> thaw_scheduler::FunctionVersion {
-        thaw_scheduler::FunctionVersion::new(self.name.clone(), self.version.clone())
-    }
-
-    /// Whether two versions would run the same thing (PublishVersion reuses a version then).
-    fn same_code_and_config(&self, other: &VersionConfig) -> bool {
-        self.code_hex == other.code_hex
-            && self.handler == other.handler
-            && self.runtime == other.runtime
-            && self.memory_mb == other.memory_mb
-            && self.timeout_s == other.timeout_s
-            && self.env == other.env
-    }
-}
-
-/// An alias pointing at a version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alias {
-    pub function: String,
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    pub revision_id: String,
-}
-
-/// A persisted provisioned-concurrency request (the live status comes from the scheduler).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProvRecord {
-    pub function: String,
-    pub version: String,
-    pub requested: u32,
-    pub last_modified_ms: u64,
-}
-
-/// A queued asynchronous invocation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AsyncEvent {
-    /// Queue position (assigned by [`Registry::enqueue_event`]).
-    #[serde(default)]
-    pub seq: u64,
-    pub request_id: String,
-    pub function: String,
-    /// The resolved version.
-    pub version: String,
-    /// Base64 of the payload.
-    pub payload: String,
-    /// Attempts made so far.
-    pub attempts: u32,
-    pub client_context: Option<serde_json::Value>,
-    pub enqueued_ms: u64,
-}
-
 #[derive(Debug, Default)]
 struct FunctionEntry {
     versions: BTreeMap<String, Arc<VersionConfig>>,
     aliases: BTreeMap<String, Alias>,
     provisioned: BTreeMap<String, ProvRecord>,
     reserved: Option<u32>,
+    tags: BTreeMap<String, String>,
+    /// By qualifier.
+    invoke_configs: BTreeMap<String, EventInvokeConfig>,
+    /// By qualifier (`$LATEST` for the unqualified function).
+    urls: BTreeMap<String, UrlConfig>,
 }
 
 /// The registry: a write-through cache over a [`KvStore`].
@@ -169,6 +81,8 @@ struct FunctionEntry {
 pub struct Registry {
     kv: Arc<dyn KvStore>,
     cache: RwLock<BTreeMap<String, FunctionEntry>>,
+    /// URL id -> (function, URL qualifier key); changed under `cache`'s write lock.
+    url_ids: RwLock<HashMap<String, (String, String)>>,
     next_event: AtomicU64,
 }
 
@@ -182,6 +96,11 @@ fn version_key(version: &str) -> String {
 
 fn vkey(name: &str, version: &str) -> Vec<u8> {
     format!("v/{name}/{}", version_key(version)).into_bytes()
+}
+
+/// The key part of a URL's (or any per-qualifier setting's) qualifier.
+fn url_key(qualifier: Option<&str>) -> String {
+    qualifier.unwrap_or("$LATEST").to_string()
 }
 
 fn ekey(seq: u64) -> Vec<u8> {
@@ -223,6 +142,27 @@ impl Registry {
                 e.reserved = n;
             }
         }
+        for (k, v) in kv.scan_prefix(b"t/")? {
+            let name = String::from_utf8_lossy(&k[2..]).into_owned();
+            if let Some(e) = cache.get_mut(&name) {
+                e.tags = serde_json::from_slice(&v)?;
+            }
+        }
+        for (_, v) in kv.scan_prefix(b"i/")? {
+            let c: EventInvokeConfig = serde_json::from_slice(&v)?;
+            if let Some(e) = cache.get_mut(&c.function) {
+                e.invoke_configs.insert(c.qualifier.clone(), c);
+            }
+        }
+        let mut url_ids = HashMap::new();
+        for (_, v) in kv.scan_prefix(b"u/")? {
+            let u: UrlConfig = serde_json::from_slice(&v)?;
+            if let Some(e) = cache.get_mut(&u.function) {
+                let q = url_key(u.qualifier.as_deref());
+                url_ids.insert(u.url_id.clone(), (u.function.clone(), q.clone()));
+                e.urls.insert(q, u);
+            }
+        }
         let last = kv
             .scan_prefix(b"e/")?
             .last()
@@ -230,6 +170,7 @@ impl Registry {
         Ok(Self {
             kv,
             cache: RwLock::new(cache),
+            url_ids: RwLock::new(url_ids),
             next_event: AtomicU64::new(last.map_or(1, |n| n + 1)),
         })
     }
@@ -268,8 +209,20 @@ impl Registry {
             .ok_or_else(|| RegistryError::VersionNotFound(name.into(), version.into()))
     }
 
-    /// Resolves a qualifier (none, `$LATEST`, a version number or an alias) to a version config.
+    /// Resolves a qualifier (none, `$LATEST`, a version number or an alias) to a version config
+    /// (an alias's primary version).
     pub fn resolve(&self, name: &str, qualifier: Option<&str>) -> Result<Arc<VersionConfig>> {
+        self.resolve_weighted(name, qualifier, 1.0)
+    }
+
+    /// [`Registry::resolve`] for one invocation: a weighted alias picks a version by the
+    /// uniform draw `u` in [0, 1) ([`Alias::pick`]); `u >= 1` always takes the primary one.
+    pub fn resolve_weighted(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        u: f64,
+    ) -> Result<Arc<VersionConfig>> {
         let cache = self.cache.read();
         let entry = cache
             .get(name)
@@ -278,11 +231,11 @@ impl Registry {
         let version = if q == "$LATEST" || q.parse::<u64>().is_ok() {
             q
         } else {
-            &entry
+            entry
                 .aliases
                 .get(q)
                 .ok_or_else(|| RegistryError::AliasNotFound(name.into(), q.into()))?
-                .version
+                .pick(u)
         };
         entry
             .versions
@@ -327,11 +280,34 @@ impl Registry {
 
     /// Versions of `name`, `$LATEST` first.
     pub fn versions(&self, name: &str) -> Result<Vec<Arc<VersionConfig>>> {
+        self.versions_page(name, None, usize::MAX).map(|(v, _)| v)
+    }
+
+    /// ListVersionsByFunction: at most `max` versions after `marker` (a version), `$LATEST`
+    /// first, and the marker of the next page.
+    pub fn versions_page(
+        &self,
+        name: &str,
+        marker: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Arc<VersionConfig>>, Option<String>)> {
         let cache = self.cache.read();
         let entry = cache
             .get(name)
             .ok_or_else(|| RegistryError::FunctionNotFound(name.into()))?;
-        Ok(entry.versions.values().cloned().collect())
+        let after = marker.map(version_key);
+        let mut out = Vec::new();
+        for (key, v) in &entry.versions {
+            if after.as_ref().is_some_and(|a| key <= a) {
+                continue;
+            }
+            if out.len() == max {
+                let next = out.last().map(|c: &Arc<VersionConfig>| c.version.clone());
+                return Ok((out, next));
+            }
+            out.push(Arc::clone(v));
+        }
+        Ok((out, None))
     }
 
     /// Changes one version's config durably and returns the new one.
@@ -352,6 +328,22 @@ impl Registry {
         code: Option<(&str, &[u8])>,
         f: impl FnOnce(&mut VersionConfig),
     ) -> Result<Arc<VersionConfig>> {
+        self.try_update(name, version, code, |c| {
+            f(c);
+            Ok(())
+        })
+    }
+
+    /// [`Registry::update_with_code`] whose change may refuse (a revision check, an update
+    /// in progress); it runs under the registry's write lock, so its checks and the write are
+    /// one step.
+    pub fn try_update(
+        &self,
+        name: &str,
+        version: &str,
+        code: Option<(&str, &[u8])>,
+        f: impl FnOnce(&mut VersionConfig) -> Result<()>,
+    ) -> Result<Arc<VersionConfig>> {
         let mut cache = self.cache.write();
         let entry = cache
             .get_mut(name)
@@ -362,7 +354,7 @@ impl Registry {
             .get(&key)
             .ok_or_else(|| RegistryError::VersionNotFound(name.into(), version.into()))?;
         let mut cfg = (**old).clone();
-        f(&mut cfg);
+        f(&mut cfg)?;
         let mut ops = vec![KvOp::Put(vkey(name, version), serde_json::to_vec(&cfg)?)];
         if let Some((hex, zip)) = code {
             ops.push(KvOp::Put(
@@ -388,6 +380,7 @@ impl Registry {
         name: &str,
         description: &str,
         now_ms: u64,
+        expected_revision: Option<&str>,
     ) -> Result<(Arc<VersionConfig>, bool)> {
         let mut cache = self.cache.write();
         let entry = cache
@@ -398,6 +391,9 @@ impl Registry {
             .get("$LATEST")
             .cloned()
             .ok_or_else(|| RegistryError::VersionNotFound(name.into(), "$LATEST".into()))?;
+        if expected_revision.is_some_and(|r| r != latest.revision_id) {
+            return Err(RegistryError::RevisionMismatch);
+        }
         let newest = entry
             .versions
             .values()
@@ -419,6 +415,8 @@ impl Registry {
         cfg.state_reason = Some("The function is being created.".into());
         cfg.state_reason_code = Some("Creating".into());
         cfg.last_update_status = UpdateStatus::Successful;
+        cfg.last_update_status_reason = None;
+        cfg.previous = None;
         cfg.last_modified_ms = now_ms;
         cfg.revision_id = revision_id();
         self.kv
@@ -437,8 +435,15 @@ impl Registry {
             .get(name)
             .ok_or_else(|| RegistryError::FunctionNotFound(name.into()))?;
         let versions = entry.versions.values().map(|v| v.version.clone()).collect();
-        let mut ops = vec![KvOp::Delete(format!("r/{name}").into_bytes())];
-        for prefix in ["v", "c", "a", "p"] {
+        let mut ops = vec![
+            KvOp::Delete(format!("r/{name}").into_bytes()),
+            KvOp::Delete(format!("t/{name}").into_bytes()),
+        ];
+        let mut url_ids = self.url_ids.write();
+        for u in entry.urls.values() {
+            url_ids.remove(&u.url_id);
+        }
+        for prefix in ["v", "c", "a", "p", "i", "u"] {
             for (k, _) in self
                 .kv
                 .scan_prefix(format!("{prefix}/{name}/").as_bytes())?
@@ -457,14 +462,29 @@ impl Registry {
         let entry = cache
             .get_mut(name)
             .ok_or_else(|| RegistryError::FunctionNotFound(name.into()))?;
-        if entry.versions.remove(&version_key(version)).is_none() {
+        if !entry.versions.contains_key(&version_key(version)) {
             return Err(RegistryError::VersionNotFound(name.into(), version.into()));
         }
-        entry.provisioned.remove(version);
+        let referenced: Vec<&str> = entry
+            .aliases
+            .values()
+            .filter(|a| a.version == version || a.weights.contains_key(version))
+            .map(|a| a.name.as_str())
+            .collect();
+        if !referenced.is_empty() {
+            return Err(RegistryError::VersionInUse(
+                version.to_string(),
+                referenced.join(", "),
+            ));
+        }
         self.kv.write(vec![
             KvOp::Delete(vkey(name, version)),
             KvOp::Delete(format!("p/{name}/{version}").into_bytes()),
+            KvOp::Delete(format!("i/{name}/{version}").into_bytes()),
         ])?;
+        entry.versions.remove(&version_key(version));
+        entry.provisioned.remove(version);
+        entry.invoke_configs.remove(version);
         Ok(())
     }
 
@@ -477,12 +497,7 @@ impl Registry {
         if entry.aliases.contains_key(&alias.name) {
             return Err(RegistryError::AliasExists(alias.function, alias.name));
         }
-        if !entry.versions.contains_key(&version_key(&alias.version)) {
-            return Err(RegistryError::VersionNotFound(
-                alias.function,
-                alias.version,
-            ));
-        }
+        check_alias_versions(entry, &alias)?;
         self.kv.put(
             format!("a/{}/{}", alias.function, alias.name).as_bytes(),
             &serde_json::to_vec(&alias)?,
@@ -641,6 +656,11 @@ mod tests {
             last_update_status_reason: None,
             last_modified_ms: 0,
             revision_id: revision_id(),
+            ephemeral_mb: 512,
+            logging: LoggingConfig::default(),
+            snap_start: SnapStartApplyOn::None,
+            dead_letter_target: None,
+            previous: None,
         }
     }
 
@@ -653,21 +673,22 @@ mod tests {
             reg.create_function(cfg("f"), b"zip"),
             Err(RegistryError::FunctionExists(_))
         ));
-        let (v1, new) = reg.publish("f", "", 1).unwrap();
+        let (v1, new) = reg.publish("f", "", 1, None).unwrap();
         assert!(new && v1.version == "1");
         assert_eq!(
-            reg.publish("f", "", 2).unwrap().0.version,
+            reg.publish("f", "", 2, None).unwrap().0.version,
             "1",
             "same code republishes nothing"
         );
         reg.update("f", "$LATEST", |c| c.memory_mb = 1024).unwrap();
-        assert_eq!(reg.publish("f", "", 3).unwrap().0.version, "2");
+        assert_eq!(reg.publish("f", "", 3, None).unwrap().0.version, "2");
         reg.create_alias(Alias {
             function: "f".into(),
             name: "live".into(),
             version: "1".into(),
             description: String::new(),
             revision_id: revision_id(),
+            weights: BTreeMap::from([("2".to_string(), 0.25)]),
         })
         .unwrap();
         reg.put_provisioned(ProvRecord {
@@ -675,6 +696,7 @@ mod tests {
             version: "1".into(),
             requested: 2,
             last_modified_ms: 0,
+            qualifier: Some("live".into()),
         })
         .unwrap();
         reg.set_reserved("f", Some(5)).unwrap();
@@ -688,11 +710,70 @@ mod tests {
                 attempts: 0,
                 client_context: None,
                 enqueued_ms: 0,
+                qualifier: Some("live".into()),
             })
             .unwrap();
         reg.create_function(cfg("g"), b"zip").unwrap();
+        reg.change_tags("f", &BTreeMap::from([("team".into(), "core".into())]), &[])
+            .unwrap();
+        reg.put_invoke_config(EventInvokeConfig {
+            function: "f".into(),
+            qualifier: "live".into(),
+            maximum_retry_attempts: Some(0),
+            maximum_event_age_s: None,
+            on_success: None,
+            on_failure: Some("g".into()),
+            last_modified_ms: 0,
+        })
+        .unwrap();
+        let url = reg
+            .create_url(UrlConfig {
+                function: "f".into(),
+                qualifier: Some("live".into()),
+                url_id: "u".repeat(32),
+                auth_type: UrlAuthType::None,
+                cors: None,
+                invoke_mode: "BUFFERED".into(),
+                created_ms: 0,
+                last_modified_ms: 0,
+            })
+            .unwrap();
+        assert!(matches!(
+            reg.create_url(url.clone()),
+            Err(RegistryError::UrlExists(_))
+        ));
 
         let reg = Registry::open(kv).unwrap();
+        // A weighted alias: the draw decides, the primary takes the rest.
+        assert_eq!(
+            reg.resolve_weighted("f", Some("live"), 0.1)
+                .unwrap()
+                .version,
+            "2"
+        );
+        assert_eq!(
+            reg.resolve_weighted("f", Some("live"), 0.3)
+                .unwrap()
+                .version,
+            "1"
+        );
+        assert!(matches!(
+            reg.delete_version("f", "2"),
+            Err(RegistryError::VersionInUse(..))
+        ));
+        assert_eq!(reg.tags("f").unwrap()["team"], "core");
+        assert_eq!(
+            reg.invoke_config("f", "live")
+                .unwrap()
+                .on_failure
+                .as_deref(),
+            Some("g")
+        );
+        assert_eq!(reg.url_by_id(&url.url_id).unwrap().function, "f");
+        let (page, next) = reg.versions_page("f", None, 2).unwrap();
+        assert_eq!(page.len(), 2);
+        let (rest, none) = reg.versions_page("f", next.as_deref(), 2).unwrap();
+        assert_eq!((rest.len(), rest[0].version.as_str(), none), (1, "2", None));
         assert_eq!(reg.resolve("f", Some("live")).unwrap().version, "1");
         assert_eq!(reg.resolve("f", None).unwrap().memory_mb, 1024);
         assert_eq!(reg.versions("f").unwrap().len(), 3);
@@ -711,5 +792,9 @@ mod tests {
             Err(RegistryError::FunctionNotFound(_))
         ));
         assert_eq!(reg.code("f", "ab").unwrap(), None);
+        assert!(reg.url_by_id(&url.url_id).is_none());
+        let reg = Registry::open(Arc::clone(&reg.kv)).unwrap();
+        assert!(reg.url_by_id(&url.url_id).is_none());
+        assert!(reg.tags("f").is_err());
     }
 }
