@@ -143,6 +143,9 @@ impl<B: Backend> Service<B> {
         expected_revision: Option<&str>,
     ) -> Result<Alias, ApiError> {
         let current = self.registry.get_alias(function, name)?;
+        if expected_revision.is_some_and(|r| r != current.revision_id) {
+            return Err(RegistryError::RevisionMismatch.into());
+        }
         let primary = version.clone().unwrap_or(current.version);
         let new_weights = weights.clone().unwrap_or(current.weights);
         check_weights(&primary, &new_weights)?;

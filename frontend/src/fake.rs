@@ -1,6 +1,8 @@
 //! A [`Backend`] over the scheduler's [`FakeFactory`] ([`FakeBackend`]), so the HTTP and gRPC surfaces are testable
 //! without KVM. The fake "function" answers `{"echo": <event>}` and obeys a few event keys:
-//! `{"fail": true}` (function error), `{"crash": true}` (instance dies), `{"sleep_ms": N}`.
+//! `{"fail": true}` (function error), `{"crash": true}` (instance dies), `{"sleep_ms": N}`,
+//! `{"env": true}` (the answer adds `"env"`: the environment of the spec the instance was
+//! made from, so tests can see which configuration served).
 //! A function whose handler is `fail.init` fails its build (init error).
 use crate::backend::Backend;
 use parking_lot::Mutex;
@@ -22,6 +24,8 @@ pub struct FakeBackend {
     /// The wrapped fake (restore/discard counters, failure and delay knobs).
     pub factory: FakeFactory,
     specs: Arc<Mutex<HashMap<FunctionVersion, Arc<FunctionSpec>>>>,
+    /// The spec each live instance was made from, by serial.
+    made_from: Arc<Mutex<HashMap<u64, Arc<FunctionSpec>>>>,
     invoked: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -31,6 +35,7 @@ impl FakeBackend {
         Self {
             factory: FakeFactory::new(memory_bytes),
             specs: Arc::default(),
+            made_from: Arc::default(),
             invoked: Arc::default(),
         }
     }
@@ -49,14 +54,17 @@ impl InstanceFactory for FakeBackend {
         fv: &FunctionVersion,
         kind: RestoreKind,
     ) -> impl Future<Output = Result<FakeInstance, FactoryError>> + Send {
-        let known = self.specs.lock().contains_key(fv);
+        let spec = self.specs.lock().get(fv).cloned();
         let unknown = fv.clone();
         let fut = self.factory.restore(fv, kind);
+        let made_from = Arc::clone(&self.made_from);
         async move {
-            if !known {
+            let Some(spec) = spec else {
                 return Err(FactoryError::UnknownVersion(unknown));
-            }
-            fut.await
+            };
+            let instance = fut.await?;
+            made_from.lock().insert(instance.serial, spec);
+            Ok(instance)
         }
     }
 
@@ -65,6 +73,7 @@ impl InstanceFactory for FakeBackend {
     }
 
     fn discard(&self, instance: FakeInstance) {
+        self.made_from.lock().remove(&instance.serial);
         self.factory.discard(instance)
     }
 }
@@ -125,10 +134,17 @@ impl Backend for FakeBackend {
                 br#"{"errorMessage": "fake failure", "errorType": "Exception"}"#.to_vec(),
             )
         } else {
-            (
-                false,
-                serde_json::json!({"echo": event}).to_string().into_bytes(),
-            )
+            let mut answer = serde_json::json!({ "echo": event });
+            if event.get("env").is_some() {
+                let env = self
+                    .made_from
+                    .lock()
+                    .get(&instance.serial)
+                    .map(|s| s.env.clone())
+                    .unwrap_or_default();
+                answer["env"] = serde_json::json!(env);
+            }
+            (false, answer.to_string().into_bytes())
         };
         Ok(InvokeOutcome {
             request_id,

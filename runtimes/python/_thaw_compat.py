@@ -10,7 +10,8 @@
   for a finished thread. A target that waits for the caller to do something after
   `start()` returns blocks.
 - Lambda's logging contract: the root logger gets Lambda's handler and format
-  (`[LEVEL]\\t<time>\\t<request id>\\t<message>`), level from `AWS_LAMBDA_LOG_LEVEL`.
+  (`[LEVEL]\\t<time>\\t<request id>\\t<message>`, or one JSON object per record when
+  `AWS_LAMBDA_LOG_FORMAT=JSON`), level from `AWS_LAMBDA_LOG_LEVEL`.
 
 The module replacements are resolved lazily by a meta-path finder, so a function
 that never imports `socket` or `threading` pays nothing for them.
@@ -89,9 +90,35 @@ def _install_logging():
             record.aws_request_id = _RequestId.value
             return super().format(record)
 
-    fmt = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s"
+    class JsonFormatter(logging.Formatter):
+        """`LoggingConfig.LogFormat = JSON`: one JSON object per record, as Lambda's runtime
+        writes them (timestamp, level, message, logger, requestId; exceptions add errorType,
+        errorMessage, stackTrace)."""
+        converter = time.gmtime
+
+        def format(self, record):
+            import json
+            import traceback
+            out = {
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                + ".%03dZ" % record.msecs,
+                "level": {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(record.levelname, record.levelname),
+                "message": record.getMessage(),
+                "logger": record.name,
+                "requestId": _RequestId.value,
+            }
+            if record.exc_info and record.exc_info[0] is not None:
+                out["errorType"] = record.exc_info[0].__name__
+                out["errorMessage"] = str(record.exc_info[1])
+                out["stackTrace"] = traceback.format_tb(record.exc_info[2])
+            return json.dumps(out, default=str)
+
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(LambdaFormatter(fmt, "%Y-%m-%dT%H:%M:%S"))
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON":
+        handler.setFormatter(JsonFormatter())
+    else:
+        fmt = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s"
+        handler.setFormatter(LambdaFormatter(fmt, "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger()
     root.handlers = [handler]
     level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
