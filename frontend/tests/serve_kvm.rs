@@ -1,5 +1,6 @@
 //! `thaw serve` as a process on real microVMs (skipped without /dev/kvm): the boto3 black-box
-//! test (tests/python/test_boto3.py, skipped without python3 + boto3), and a kill -9 with async
+//! tests (tests/python/test_boto3.py and test_deploy_api.py, which also drives the aws cli;
+//! skipped without python3 + boto3), and a kill -9 with async
 //! events queued followed by a restart that runs every one of them.
 mod common;
 
@@ -10,10 +11,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[test]
-fn boto3_black_box() {
-    if !thaw_vmm::kvm_or_skip("boto3_black_box") || !has_runtime() {
-        return;
+/// Runs `tests/python/<script>` against a fresh `thaw serve`; `false` when skipped.
+fn run_python_black_box(test: &str, script: &str) -> bool {
+    if !thaw_vmm::kvm_or_skip(test) || !has_runtime() {
+        return false;
     }
     let boto3 = Command::new("python3")
         .args(["-c", "import boto3"])
@@ -21,11 +22,13 @@ fn boto3_black_box() {
         .is_ok_and(|s| s.success());
     if !boto3 {
         println!("SKIPPED: python3 with boto3 not installed (pip install boto3)");
-        return;
+        return false;
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_boto3.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let status = Command::new("python3")
         .arg(script)
         .arg(format!("http://{}", server.http))
@@ -34,7 +37,19 @@ fn boto3_black_box() {
         .status()
         .unwrap();
     server.stop();
-    assert!(status.success(), "boto3 test failed");
+    assert!(status.success(), "{test}: the python black-box test failed");
+    true
+}
+
+#[test]
+fn boto3_black_box() {
+    run_python_black_box("boto3_black_box", "test_boto3.py");
+}
+
+/// The deploy-tool operations (issue 13) with boto3 and the aws cli v1 and v2.
+#[test]
+fn deploy_api_black_box() {
+    run_python_black_box("deploy_api_black_box", "test_deploy_api.py");
 }
 
 fn metric(text: &str, prefix: &str) -> f64 {

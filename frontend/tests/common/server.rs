@@ -114,8 +114,15 @@ impl Server {
     }
 }
 
+/// Whether the CPython runtime is installed; prints SKIPPED when it is not.
 pub fn has_runtime() -> bool {
-    thaw_worker::runtime::default_runtime_dir()
-        .join(thaw_worker::runtime::PYTHON_WASM)
-        .exists()
+    let path = thaw_worker::runtime::default_runtime_dir().join(thaw_worker::runtime::PYTHON_WASM);
+    let ok = path.exists();
+    if !ok {
+        println!(
+            "SKIPPED: no CPython runtime at {} (scripts/setup.sh fetches it)",
+            path.display()
+        );
+    }
+    ok
 }
