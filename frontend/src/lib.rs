@@ -7,6 +7,7 @@ pub mod async_queue;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod deferred;
 pub mod deploy;
 pub mod errors;
 pub mod fake;

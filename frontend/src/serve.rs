@@ -219,16 +219,28 @@ pub fn main(
         let kv = thaw_snapshotter::RocksKv::open(&data.join("registry")).context("opening the registry database")?;
         let cache = config.module_cache.clone().unwrap_or_else(|| module_cache(&data));
         let mode: thaw_worker::MemoryMode = config.restore_mode.parse().map_err(anyhow::Error::msg)?;
-        let mut worker = thaw_worker::Worker::open_with_cache(thaw_worker::DataDir::new(&data), &thaw_worker::runtime::default_runtime_dir(), &cache)
-            .context("loading the python3.12 runtime and the snapshot store")?;
-        worker.set_net(config.egress.context().context("bad [egress] section")?);
         let provisioned_mode: thaw_worker::MemoryMode = match config.provisioned_restore_mode.as_str() {
             "" => mode,
             m => m.parse().map_err(anyhow::Error::msg).context("bad provisioned_restore_mode")?,
         };
-        let factory = thaw_worker::factory::WorkerFactory::new(worker, mode, config.limits.instance_overhead_mb << 20)
-            .with_inline_slice(std::time::Duration::from_micros(config.inline_slice_us))
-            .with_provisioned_mode(provisioned_mode);
+        let net = config.egress.context().context("bad [egress] section")?;
+        let overhead = config.limits.instance_overhead_mb << 20;
+        let inline_slice = std::time::Duration::from_micros(config.inline_slice_us);
+        let worker_data = data.clone();
+        // Opening the worker compiles CPython on the first start (tens of seconds): the
+        // servers listen meanwhile (crate::deferred).
+        let factory = crate::deferred::DeferredFactory::new(
+            "loading the python3.12 runtime (the first start precompiles it, ~15-30 s)",
+            overhead,
+            move || {
+                let mut worker = thaw_worker::Worker::open_with_cache(thaw_worker::DataDir::new(&worker_data), &thaw_worker::runtime::default_runtime_dir(), &cache)
+                    .map_err(|e| format!("loading the python3.12 runtime and the snapshot store: {}", thaw_worker::error::error_chain(&e)))?;
+                worker.set_net(net);
+                Ok(thaw_worker::factory::WorkerFactory::new(worker, mode, overhead)
+                    .with_inline_slice(inline_slice)
+                    .with_provisioned_mode(provisioned_mode))
+            },
+        );
         let running = start(config, factory, Arc::new(kv)).await?;
         tracing::info!(http = %running.http, grpc = %running.grpc, urls = %running.urls, data = %data.display(), "thaw serve is listening");
         println!("thaw serve: http://{} grpc://{} urls http://{} data {}", running.http, running.grpc, running.urls, data.display());

@@ -321,8 +321,10 @@ def aws_cli(name):
     """The same operations through the aws cli, v1 and v2 where installed."""
     env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1",
                AWS_PAGER="", AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
-    # v1: the awscli package of this Python; v2: Debian's /usr/bin/aws.
-    candidates = [[sys.executable, "-m", "awscli"], ["/usr/bin/aws"]]
+    # v1: scripts/setup.sh's venv (or this Python's awscli package); v2: Debian's /usr/bin/aws.
+    cache = os.environ.get("THAW_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "thaw")
+    candidates = [[os.path.join(cache, "awscli-v1", "bin", "aws")], [sys.executable, "-m", "awscli"], ["/usr/bin/aws"]]
     clis = []
     for cmd in candidates:
         try:
@@ -330,7 +332,8 @@ def aws_cli(name):
         except FileNotFoundError:
             continue
         version = (out.stdout + out.stderr).strip()
-        if out.returncode == 0 and version.startswith("aws-cli/"):
+        major = version.split("/")[1][:1] if version.startswith("aws-cli/") else None
+        if out.returncode == 0 and major and major not in [v.split("/")[1][:1] for _, v in clis]:
             clis.append((cmd, version))
     majors = sorted({v.split("/")[1][0] for _, v in clis})
     if majors != ["1", "2"]:
