@@ -18,6 +18,7 @@
 /// Version of this ABI; the guest reports it in [`BootInfo`]-checked `Ready`.
 pub const ABI_VERSION: u32 = 3;
 
+pub mod engine;
 pub mod net;
 
 /// The I/O port the guest writes a [`Hypercall`] number to.

@@ -14,18 +14,18 @@ use core::ptr::NonNull;
 use thaw_abi::BootInfo;
 use wasmtime::{Config, Engine, Linker, Module, Store};
 
-/// Native stack the wasm code may use (the guest stack is 8 MiB).
-const MAX_WASM_STACK: usize = 4 << 20;
-
+/// The engine settings shared with the host's compiler ([`thaw_abi::engine`]), plus the
+/// guest's own code memory and CPU feature detection.
 fn config() -> Config {
+    use thaw_abi::engine as E;
     let mut c = Config::new();
-    c.signals_based_traps(false);
-    c.memory_reservation(0);
-    c.memory_guard_size(0);
-    c.memory_reservation_for_growth(0);
-    c.memory_init_cow(false);
-    c.max_wasm_stack(MAX_WASM_STACK);
-    c.async_stack_size(MAX_WASM_STACK + (1 << 20));
+    c.signals_based_traps(E::SIGNALS_BASED_TRAPS);
+    c.memory_reservation(E::MEMORY_RESERVATION);
+    c.memory_guard_size(E::MEMORY_GUARD_SIZE);
+    c.memory_reservation_for_growth(E::MEMORY_RESERVATION_FOR_GROWTH);
+    c.memory_init_cow(E::MEMORY_INIT_COW);
+    c.max_wasm_stack(E::MAX_WASM_STACK);
+    c.async_stack_size(E::ASYNC_STACK_SIZE);
     c.with_custom_code_memory(Some(Arc::new(GuestCodeMemory)));
     // SAFETY: the guest's Rust code is built soft-float, but it never calls or is
     // called by compiled wasm code with float arguments: the module is compiled with

@@ -6,6 +6,25 @@ use std::path::Path;
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use crate::kv::{KvError, KvOp, KvPairs, KvStore};
+use crate::store::{Store, StoreError, StoreOptions};
+use std::sync::Arc;
+
+/// The production store: its index in RocksDB (the store's core only knows [`KvStore`]).
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with default options.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with_options(dir, StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir`: RocksDB in `dir/index`, chunks in `dir/chunks`.
+    pub fn open_with_options(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let index = dir.join("index");
+        std::fs::create_dir_all(&index)
+            .map_err(|e| StoreError::OpenIndex(KvError::Open(Box::new(e))))?;
+        let kv = RocksKv::open(&index).map_err(StoreError::OpenIndex)?;
+        Self::with_kv(Arc::new(kv), &dir.join("chunks"), opts)
+    }
+}
 
 /// A RocksDB database used as a [`KvStore`].
 pub struct RocksKv {

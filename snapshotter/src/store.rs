@@ -23,7 +23,6 @@ use crate::chunks::{ChunkError, ChunkFiles, FailPoint};
 use crate::ids::{ChunkId, FunctionKey, SnapshotId};
 use crate::kv::{KvError, KvOp, KvStore};
 use crate::manifest::{self, Manifest, ManifestError, SnapshotMeta};
-use crate::rocks::RocksKv;
 use crate::writer::SnapshotWriter;
 
 /// Default chunk size, 2 MiB. Why:
@@ -217,20 +216,6 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir` with default options.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Self::open_with_options(dir, StoreOptions::default())
-    }
-
-    /// Opens (creating if needed) the store in `dir`: RocksDB in `dir/index`, chunks in `dir/chunks`.
-    pub fn open_with_options(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        let index = dir.join("index");
-        fs::create_dir_all(&index)
-            .map_err(|e| StoreError::OpenIndex(KvError::Open(Box::new(e))))?;
-        let kv = RocksKv::open(&index).map_err(StoreError::OpenIndex)?;
-        Self::with_kv(Arc::new(kv), &dir.join("chunks"), opts)
-    }
-
     /// A store over any [`KvStore`] (tests use [`MemKv`](crate::MemKv)) and a chunk directory.
     pub fn with_kv(
         kv: Arc<dyn KvStore>,

@@ -23,20 +23,93 @@ const TSS_SEL: u16 = 0x28;
 /// TSS limit: the 0x68-byte TSS, an 8 KiB I/O bitmap and its terminator byte.
 const TSS_LIMIT: u64 = 0x68 + 0x2000;
 
+/// Control-register and EFER bits the guest runs with (Intel SDM vol. 3A, 2.5 and 2.2.1).
+mod bits {
+    /// CR0.PE: protected mode.
+    pub const CR0_PE: u64 = 1 << 0;
+    /// CR0.MP: WAIT/FWAIT honour TS.
+    pub const CR0_MP: u64 = 1 << 1;
+    /// CR0.ET: x87 present (hard-wired on modern CPUs).
+    pub const CR0_ET: u64 = 1 << 4;
+    /// CR0.NE: native x87 error reporting.
+    pub const CR0_NE: u64 = 1 << 5;
+    /// CR0.WP: read-only pages are read-only at CPL0 too.
+    pub const CR0_WP: u64 = 1 << 16;
+    /// CR0.PG: paging.
+    pub const CR0_PG: u64 = 1 << 31;
+    /// CR4.PAE: physical address extension (required for long mode).
+    pub const CR4_PAE: u64 = 1 << 5;
+    /// CR4.OSFXSR: FXSAVE/FXRSTOR and SSE.
+    pub const CR4_OSFXSR: u64 = 1 << 9;
+    /// CR4.OSXMMEXCPT: unmasked SIMD exceptions are #XM.
+    pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+    /// CR4.OSXSAVE: XSAVE and XGETBV (AVX state).
+    pub const CR4_OSXSAVE: u64 = 1 << 18;
+    /// EFER.LME: long mode enable.
+    pub const EFER_LME: u64 = 1 << 8;
+    /// EFER.LMA: long mode active.
+    pub const EFER_LMA: u64 = 1 << 10;
+
+    pub const CR0: u64 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    pub const CR4: u64 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE;
+    pub const EFER: u64 = EFER_LME | EFER_LMA;
+
+    // The values the VMM has always set.
+    const _: () = assert!(CR0 == 0x8001_0033 && CR4 == 0x4_0620 && EFER == 0x500);
+}
+
+/// GDT descriptors (flat segments; base and limit are ignored in 64-bit mode but set
+/// to 0 / 0xfffff with 4 KiB granularity as is conventional). Layout per Intel SDM
+/// vol. 3A, 3.4.5: access byte at bits 40-47, flags (G, D/B, L) at 52-55.
+mod descriptor {
+    /// Access byte: present, DPL 0, code/data, execute/read, accessed.
+    const KERNEL_CODE: u64 = 0x9b;
+    /// Access byte: present, DPL 0, code/data, read/write, accessed.
+    const KERNEL_DATA: u64 = 0x93;
+    /// Access byte: present, DPL 3, code/data, execute/read, accessed.
+    const USER_CODE: u64 = 0xfb;
+    /// Access byte: present, DPL 3, code/data, read/write, accessed.
+    const USER_DATA: u64 = 0xf3;
+    /// Flags: G (4 KiB granularity) and L (64-bit code).
+    const FLAGS_CODE64: u64 = 0xa;
+    /// Flags: G and D/B (32-bit default operand size; data segments).
+    const FLAGS_DATA: u64 = 0xc;
+
+    /// A flat descriptor with `access` and `flags`.
+    const fn flat(access: u64, flags: u64) -> u64 {
+        0xffff | (access << 40) | (0xf << 48) | (flags << 52)
+    }
+
+    pub const KERNEL_CODE64: u64 = flat(KERNEL_CODE, FLAGS_CODE64);
+    pub const KERNEL_DATA64: u64 = flat(KERNEL_DATA, FLAGS_DATA);
+    pub const USER_CODE64: u64 = flat(USER_CODE, FLAGS_CODE64);
+    pub const USER_DATA64: u64 = flat(USER_DATA, FLAGS_DATA);
+    /// Access byte of an available 64-bit TSS, present, DPL 0.
+    pub const TSS_AVAILABLE: u64 = 0x8b;
+
+    // The raw values the VMM has always written.
+    const _: () = assert!(
+        KERNEL_CODE64 == 0x00af_9b00_0000_ffff
+            && KERNEL_DATA64 == 0x00cf_9300_0000_ffff
+            && USER_CODE64 == 0x00af_fb00_0000_ffff
+            && USER_DATA64 == 0x00cf_f300_0000_ffff
+    );
+}
+
 /// Writes the GDT, TSS and page tables for `ram`.
 pub fn write_system_tables(ram: &GuestRam) -> Result<(), VmError> {
     // 1. GDT: null, kernel code/data (unused), user code64, user data, 64-bit TSS.
     let tss_lo = TSS_LIMIT
         | ((layout::TSS & 0xff_ffff) << 16)
-        | (0x8bu64 << 40)
+        | (descriptor::TSS_AVAILABLE << 40)
         | (((layout::TSS >> 24) & 0xff) << 56);
     let tss_hi = layout::TSS >> 32;
     let gdt: [u64; 7] = [
         0,
-        0x00af_9b00_0000_ffff,
-        0x00cf_9300_0000_ffff,
-        0x00af_fb00_0000_ffff,
-        0x00cf_f300_0000_ffff,
+        descriptor::KERNEL_CODE64,
+        descriptor::KERNEL_DATA64,
+        descriptor::USER_CODE64,
+        descriptor::USER_DATA64,
         tss_lo,
         tss_hi,
     ];
@@ -132,11 +205,10 @@ pub fn setup_vcpu(vcpu: &VcpuFd, entry: u64, avx: bool) -> Result<(), VmError> {
     sregs.gdt.limit = 7 * 8 - 1;
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
-    // CR0: PE | MP | ET | NE | WP | PG. CR4: PAE | OSFXSR | OSXMMEXCPT | OSXSAVE.
-    sregs.cr0 = 0x8001_0033;
-    sregs.cr4 = 0x20 | 0x200 | 0x400 | 0x4_0000;
+    sregs.cr0 = bits::CR0;
+    sregs.cr4 = bits::CR4;
     sregs.cr3 = layout::PML4;
-    sregs.efer = 0x500; // LME | LMA
+    sregs.efer = bits::EFER;
     vcpu.set_sregs(&sregs).map_err(io("set sregs"))?;
 
     let mut xcrs = kvm_xcrs {

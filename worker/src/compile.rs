@@ -20,22 +20,20 @@ const CRANELIFT_FLAGS: [&str; 5] = [
     "has_popcnt",
 ];
 
-/// Native stack limit for wasm code (must equal the guest's).
-const MAX_WASM_STACK: usize = 4 << 20;
-
 /// Builds the engine whose output the guest can load.
 pub fn guest_engine() -> Result<Engine, WorkerError> {
+    use thaw_abi::engine as E;
     let err = |e: wasmtime::Error| WorkerError::Compile(e.into());
     let mut c = Config::new();
     c.target("x86_64-unknown-none").map_err(err)?;
     c.cranelift_opt_level(OptLevel::Speed);
-    c.signals_based_traps(false);
-    c.memory_reservation(0);
-    c.memory_guard_size(0);
-    c.memory_reservation_for_growth(0);
-    c.memory_init_cow(false);
-    c.max_wasm_stack(MAX_WASM_STACK);
-    c.async_stack_size(MAX_WASM_STACK + (1 << 20));
+    c.signals_based_traps(E::SIGNALS_BASED_TRAPS);
+    c.memory_reservation(E::MEMORY_RESERVATION);
+    c.memory_guard_size(E::MEMORY_GUARD_SIZE);
+    c.memory_reservation_for_growth(E::MEMORY_RESERVATION_FOR_GROWTH);
+    c.memory_init_cow(E::MEMORY_INIT_COW);
+    c.max_wasm_stack(E::MAX_WASM_STACK);
+    c.async_stack_size(E::ASYNC_STACK_SIZE);
     for flag in CRANELIFT_FLAGS {
         // SAFETY-equivalent note: enabling ISA flags is checked by the guest at load.
         unsafe_flag(&mut c, flag);
