@@ -18,3 +18,20 @@ pub const MEMORY_RESERVATION_FOR_GROWTH: u64 = 0;
 pub const MEMORY_INIT_COW: bool = false;
 /// Traps through signal handlers need an OS: off (explicit checks instead).
 pub const SIGNALS_BASED_TRAPS: bool = false;
+
+/// Applies every setting above to a `wasmtime::Config` (the caller's wasmtime: the host's
+/// and the guest's are separate builds of the same version, so this is a macro).
+#[macro_export]
+macro_rules! apply_engine_settings {
+    ($config:expr) => {{
+        use $crate::engine as e;
+        let c = $config;
+        c.signals_based_traps(e::SIGNALS_BASED_TRAPS);
+        c.memory_reservation(e::MEMORY_RESERVATION);
+        c.memory_guard_size(e::MEMORY_GUARD_SIZE);
+        c.memory_reservation_for_growth(e::MEMORY_RESERVATION_FOR_GROWTH);
+        c.memory_init_cow(e::MEMORY_INIT_COW);
+        c.max_wasm_stack(e::MAX_WASM_STACK);
+        c.async_stack_size(e::ASYNC_STACK_SIZE);
+    }};
+}

@@ -17,15 +17,8 @@ use wasmtime::{Config, Engine, Linker, Module, Store};
 /// The engine settings shared with the host's compiler ([`thaw_abi::engine`]), plus the
 /// guest's own code memory and CPU feature detection.
 fn config() -> Config {
-    use thaw_abi::engine as E;
     let mut c = Config::new();
-    c.signals_based_traps(E::SIGNALS_BASED_TRAPS);
-    c.memory_reservation(E::MEMORY_RESERVATION);
-    c.memory_guard_size(E::MEMORY_GUARD_SIZE);
-    c.memory_reservation_for_growth(E::MEMORY_RESERVATION_FOR_GROWTH);
-    c.memory_init_cow(E::MEMORY_INIT_COW);
-    c.max_wasm_stack(E::MAX_WASM_STACK);
-    c.async_stack_size(E::ASYNC_STACK_SIZE);
+    thaw_abi::apply_engine_settings!(&mut c);
     c.with_custom_code_memory(Some(Arc::new(GuestCodeMemory)));
     // SAFETY: the guest's Rust code is built soft-float, but it never calls or is
     // called by compiled wasm code with float arguments: the module is compiled with

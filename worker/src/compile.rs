@@ -22,18 +22,11 @@ const CRANELIFT_FLAGS: [&str; 5] = [
 
 /// Builds the engine whose output the guest can load.
 pub fn guest_engine() -> Result<Engine, WorkerError> {
-    use thaw_abi::engine as E;
     let err = |e: wasmtime::Error| WorkerError::Compile(e.into());
     let mut c = Config::new();
     c.target("x86_64-unknown-none").map_err(err)?;
     c.cranelift_opt_level(OptLevel::Speed);
-    c.signals_based_traps(E::SIGNALS_BASED_TRAPS);
-    c.memory_reservation(E::MEMORY_RESERVATION);
-    c.memory_guard_size(E::MEMORY_GUARD_SIZE);
-    c.memory_reservation_for_growth(E::MEMORY_RESERVATION_FOR_GROWTH);
-    c.memory_init_cow(E::MEMORY_INIT_COW);
-    c.max_wasm_stack(E::MAX_WASM_STACK);
-    c.async_stack_size(E::ASYNC_STACK_SIZE);
+    thaw_abi::apply_engine_settings!(&mut c);
     for flag in CRANELIFT_FLAGS {
         // SAFETY-equivalent note: enabling ISA flags is checked by the guest at load.
         unsafe_flag(&mut c, flag);
