@@ -209,7 +209,9 @@ impl From<crate::registry::RegistryError> for ApiError {
             | R::UpdateInProgress(_)
             | R::VersionInUse(..) => Self::ResourceConflict(e.to_string()),
             R::RevisionMismatch => Self::PreconditionFailed(e.to_string()),
-            R::Store(_) | R::Decode(_) => Self::Service(thaw_worker::error::error_chain(&e)),
+            R::Store(_) | R::Decode(_) | R::Codec(_) => {
+                Self::Service(thaw_worker::error::error_chain(&e))
+            }
         }
     }
 }

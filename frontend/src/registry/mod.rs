@@ -4,7 +4,8 @@
 //! cache the invoke path reads.
 //!
 //! Keys (function names never contain `/`):
-//! - `v/<name>/<version>` -> [`VersionConfig`] JSON; `$LATEST` or the version zero-padded to 10
+//! Every record is JSON framed by thaw's versioned codec (`codec.rs`).
+//! - `v/<name>/<version>` -> [`VersionConfig`]; `$LATEST` or the version zero-padded to 10
 //!   digits, so `$LATEST` sorts first and numbers in order.
 //! - `c/<name>/<sha256 hex>` -> the code zip.
 //! - `a/<name>/<alias>` -> [`Alias`]; `p/<name>/<version>` -> [`ProvRecord`];
@@ -16,6 +17,7 @@
 //!
 //! The records are in [`records`]; tags, event-invoke configs, URLs and alias changes in
 //! `settings.rs`.
+mod codec;
 mod records;
 mod settings;
 
@@ -59,6 +61,8 @@ pub enum RegistryError {
     Store(#[from] KvError),
     #[error("registry record is corrupt")]
     Decode(#[from] serde_json::Error),
+    #[error("registry record is corrupt")]
+    Codec(#[from] thaw_snapshotter::CodecError),
 }
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -117,20 +121,20 @@ impl Registry {
     pub fn open(kv: Arc<dyn KvStore>) -> Result<Self> {
         let mut cache: BTreeMap<String, FunctionEntry> = BTreeMap::new();
         for (_, v) in kv.scan_prefix(b"v/")? {
-            let cfg: VersionConfig = serde_json::from_slice(&v)?;
+            let cfg: VersionConfig = codec::decode(&v)?;
             let entry = cache.entry(cfg.name.clone()).or_default();
             entry
                 .versions
                 .insert(version_key(&cfg.version), Arc::new(cfg));
         }
         for (_, v) in kv.scan_prefix(b"a/")? {
-            let alias: Alias = serde_json::from_slice(&v)?;
+            let alias: Alias = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&alias.function) {
                 e.aliases.insert(alias.name.clone(), alias);
             }
         }
         for (_, v) in kv.scan_prefix(b"p/")? {
-            let rec: ProvRecord = serde_json::from_slice(&v)?;
+            let rec: ProvRecord = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&rec.function) {
                 e.provisioned.insert(rec.version.clone(), rec);
             }
@@ -145,18 +149,18 @@ impl Registry {
         for (k, v) in kv.scan_prefix(b"t/")? {
             let name = String::from_utf8_lossy(&k[2..]).into_owned();
             if let Some(e) = cache.get_mut(&name) {
-                e.tags = serde_json::from_slice(&v)?;
+                e.tags = codec::decode(&v)?;
             }
         }
         for (_, v) in kv.scan_prefix(b"i/")? {
-            let c: EventInvokeConfig = serde_json::from_slice(&v)?;
+            let c: EventInvokeConfig = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&c.function) {
                 e.invoke_configs.insert(c.qualifier.clone(), c);
             }
         }
         let mut url_ids = HashMap::new();
         for (_, v) in kv.scan_prefix(b"u/")? {
-            let u: UrlConfig = serde_json::from_slice(&v)?;
+            let u: UrlConfig = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&u.function) {
                 let q = url_key(u.qualifier.as_deref());
                 url_ids.insert(u.url_id.clone(), (u.function.clone(), q.clone()));
@@ -186,7 +190,7 @@ impl Registry {
                 format!("c/{}/{}", cfg.name, cfg.code_hex).into_bytes(),
                 zip.to_vec(),
             ),
-            KvOp::Put(vkey(&cfg.name, &cfg.version), serde_json::to_vec(&cfg)?),
+            KvOp::Put(vkey(&cfg.name, &cfg.version), codec::encode(&cfg)?),
         ])?;
         let cfg = Arc::new(cfg);
         let entry = cache.entry(cfg.name.clone()).or_default();
@@ -355,7 +359,7 @@ impl Registry {
             .ok_or_else(|| RegistryError::VersionNotFound(name.into(), version.into()))?;
         let mut cfg = (**old).clone();
         f(&mut cfg)?;
-        let mut ops = vec![KvOp::Put(vkey(name, version), serde_json::to_vec(&cfg)?)];
+        let mut ops = vec![KvOp::Put(vkey(name, version), codec::encode(&cfg)?)];
         if let Some((hex, zip)) = code {
             ops.push(KvOp::Put(
                 format!("c/{name}/{hex}").into_bytes(),
@@ -420,7 +424,7 @@ impl Registry {
         cfg.last_modified_ms = now_ms;
         cfg.revision_id = revision_id();
         self.kv
-            .put(&vkey(name, &cfg.version), &serde_json::to_vec(&cfg)?)?;
+            .put(&vkey(name, &cfg.version), &codec::encode(&cfg)?)?;
         let cfg = Arc::new(cfg);
         entry
             .versions
@@ -500,7 +504,7 @@ impl Registry {
         check_alias_versions(entry, &alias)?;
         self.kv.put(
             format!("a/{}/{}", alias.function, alias.name).as_bytes(),
-            &serde_json::to_vec(&alias)?,
+            &codec::encode(&alias)?,
         )?;
         entry.aliases.insert(alias.name.clone(), alias.clone());
         Ok(alias)
@@ -527,7 +531,7 @@ impl Registry {
             .ok_or_else(|| RegistryError::FunctionNotFound(rec.function.clone()))?;
         self.kv.put(
             format!("p/{}/{}", rec.function, rec.version).as_bytes(),
-            &serde_json::to_vec(&rec)?,
+            &codec::encode(&rec)?,
         )?;
         entry.provisioned.insert(rec.version.clone(), rec);
         Ok(())
@@ -601,14 +605,13 @@ impl Registry {
     /// Stores an event durably (synced) and assigns its `seq`.
     pub fn enqueue_event(&self, mut event: AsyncEvent) -> Result<AsyncEvent> {
         event.seq = self.next_event.fetch_add(1, Ordering::SeqCst);
-        self.kv
-            .put(&ekey(event.seq), &serde_json::to_vec(&event)?)?;
+        self.kv.put(&ekey(event.seq), &codec::encode(&event)?)?;
         Ok(event)
     }
 
     /// Rewrites an event (its attempt count).
     pub fn update_event(&self, event: &AsyncEvent) -> Result<()> {
-        Ok(self.kv.put(&ekey(event.seq), &serde_json::to_vec(event)?)?)
+        Ok(self.kv.put(&ekey(event.seq), &codec::encode(event)?)?)
     }
 
     /// Removes a finished event.
@@ -620,7 +623,7 @@ impl Registry {
     pub fn load_events(&self) -> Result<Vec<AsyncEvent>> {
         let mut out = Vec::new();
         for (_, v) in self.kv.scan_prefix(b"e/")? {
-            out.push(serde_json::from_slice(&v)?);
+            out.push(codec::decode(&v)?);
         }
         Ok(out)
     }

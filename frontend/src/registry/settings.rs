@@ -76,7 +76,7 @@ impl Registry {
             alias.revision_id = super::revision_id();
             check_alias_versions(entry, &alias)?;
             self.kv
-                .put(&akey(function, name), &serde_json::to_vec(&alias)?)?;
+                .put(&akey(function, name), &super::codec::encode(&alias)?)?;
             entry.aliases.insert(name.to_string(), alias.clone());
             Ok(alias)
         })
@@ -155,7 +155,7 @@ impl Registry {
             if tags.is_empty() {
                 self.kv.delete(&key)?;
             } else {
-                self.kv.put(&key, &serde_json::to_vec(&tags)?)?;
+                self.kv.put(&key, &super::codec::encode(&tags)?)?;
             }
             entry.tags = tags.clone();
             Ok(tags)
@@ -166,7 +166,7 @@ impl Registry {
     pub fn put_invoke_config(&self, c: EventInvokeConfig) -> Result<EventInvokeConfig> {
         self.with_entry(&c.function.clone(), |entry| {
             self.kv
-                .put(&ikey(&c.function, &c.qualifier), &serde_json::to_vec(&c)?)?;
+                .put(&ikey(&c.function, &c.qualifier), &super::codec::encode(&c)?)?;
             entry.invoke_configs.insert(c.qualifier.clone(), c.clone());
             Ok(c)
         })
@@ -215,7 +215,7 @@ impl Registry {
                 }
             }
             self.kv
-                .put(&ukey(&u.function, &q), &serde_json::to_vec(&u)?)?;
+                .put(&ukey(&u.function, &q), &super::codec::encode(&u)?)?;
             self.url_ids
                 .write()
                 .insert(u.url_id.clone(), (u.function.clone(), q.clone()));
@@ -239,7 +239,8 @@ impl Registry {
                 .cloned()
                 .ok_or_else(|| RegistryError::UrlNotFound(format!("{function}:{q}")))?;
             change(&mut u);
-            self.kv.put(&ukey(function, &q), &serde_json::to_vec(&u)?)?;
+            self.kv
+                .put(&ukey(function, &q), &super::codec::encode(&u)?)?;
             entry.urls.insert(q, u.clone());
             Ok(u)
         })
