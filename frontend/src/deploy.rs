@@ -223,30 +223,28 @@ impl<B: Backend> Service<B> {
         {
             check_destination(d)?;
         }
-        let old = match self.registry.invoke_config(function, q) {
-            Ok(c) => Some(c),
-            Err(RegistryError::EventInvokeConfigNotFound(_)) if !merge => None,
-            Err(e) => return Err(e.into()),
+        // Update merges into the existing config (which must exist); Put replaces it.
+        let old = if merge {
+            Some(self.registry.invoke_config(function, q)?)
+        } else {
+            None
         };
-        let pick = |new: Option<String>, old: Option<String>| if merge { new.or(old) } else { new };
-        let old = old.filter(|_| merge);
+        let old = old.as_ref();
         let cfg = EventInvokeConfig {
             function: function.to_string(),
             qualifier: q.to_string(),
             maximum_retry_attempts: change
                 .maximum_retry_attempts
-                .or(old.as_ref().and_then(|o| o.maximum_retry_attempts)),
+                .or(old.and_then(|o| o.maximum_retry_attempts)),
             maximum_event_age_s: change
                 .maximum_event_age_s
-                .or(old.as_ref().and_then(|o| o.maximum_event_age_s)),
-            on_success: pick(
-                change.on_success,
-                old.as_ref().and_then(|o| o.on_success.clone()),
-            ),
-            on_failure: pick(
-                change.on_failure,
-                old.as_ref().and_then(|o| o.on_failure.clone()),
-            ),
+                .or(old.and_then(|o| o.maximum_event_age_s)),
+            on_success: change
+                .on_success
+                .or_else(|| old.and_then(|o| o.on_success.clone())),
+            on_failure: change
+                .on_failure
+                .or_else(|| old.and_then(|o| o.on_failure.clone())),
             last_modified_ms: now_ms(),
         };
         Ok(self.registry.put_invoke_config(cfg)?)

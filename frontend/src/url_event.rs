@@ -181,7 +181,7 @@ fn query_parameters(raw_query: &str) -> Map<String, Value> {
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. A `%` not
 /// followed by two hex digits stays as it is; bytes that are not UTF-8 become U+FFFD.
-fn form_decode(s: &str) -> String {
+pub(crate) fn form_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -413,37 +413,14 @@ pub(super) async fn tag<B: Backend>(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The values of a repeated query key (`tagKeys=a&tagKeys=b`), percent-decoded.
+/// The values of a repeated query key (`tagKeys=a&tagKeys=b`), form-decoded.
 fn query_values(query: &str, key: &str) -> Vec<String> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .filter(|(k, _)| *k == key)
-        .map(|(_, v)| percent_decode(v))
+        .map(|(_, v)| crate::url_event::form_decode(v))
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub(super) async fn untag<B: Backend>(
@@ -698,6 +675,5 @@ mod tests {
             query_values("tagKeys=a&x=1&tagKeys=b%20c&tagKeys=d%3Ae", "tagKeys"),
             vec!["a", "b c", "d:e"]
         );
-        assert_eq!(percent_decode("100%"), "100%");
     }
 }

@@ -140,37 +140,16 @@ mod tests {
             last_modified_ms: 2,
         });
         assert_round_trip(&BTreeMap::from([("team".to_string(), "core".to_string())]));
-        let mut v = VersionConfig {
-            name: "f".into(),
-            version: "$LATEST".into(),
-            runtime: "python3.12".into(),
-            handler: "app.handler".into(),
-            description: String::new(),
-            role: String::new(),
-            memory_mb: 128,
-            timeout_s: 3,
-            env: BTreeMap::new(),
-            code_sha256: "x".into(),
-            code_hex: "ab".into(),
-            code_size: 2,
-            state: FunctionState::Active,
-            state_reason: None,
-            state_reason_code: None,
-            last_update_status: UpdateStatus::InProgress,
-            last_update_status_reason: None,
-            last_modified_ms: 0,
-            revision_id: "r2".into(),
-            ephemeral_mb: 512,
-            logging: LoggingConfig {
-                log_format: LogFormat::Json,
-                application_log_level: Some(LogLevel::Warn),
-                system_log_level: None,
-                log_group: None,
-            },
-            snap_start: SnapStartApplyOn::PublishedVersions,
-            dead_letter_target: Some("dlq".into()),
-            previous: None,
+        let mut v = super::super::tests::cfg("f");
+        v.last_update_status = UpdateStatus::InProgress;
+        v.logging = LoggingConfig {
+            log_format: LogFormat::Json,
+            application_log_level: Some(LogLevel::Warn),
+            system_log_level: None,
+            log_group: None,
         };
+        v.snap_start = SnapStartApplyOn::PublishedVersions;
+        v.dead_letter_target = Some("dlq".into());
         let mut prev = v.clone();
         prev.revision_id = "r1".into();
         v.previous = Some(Box::new(prev));

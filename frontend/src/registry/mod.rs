@@ -638,7 +638,8 @@ mod tests {
     use super::*;
     use thaw_snapshotter::MemKv;
 
-    fn cfg(name: &str) -> VersionConfig {
+    /// A `$LATEST` config of `name` (also used by the codec's tests).
+    pub(super) fn cfg(name: &str) -> VersionConfig {
         VersionConfig {
             name: name.into(),
             version: "$LATEST".into(),
