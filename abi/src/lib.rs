@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 /// Version of this ABI; the guest reports it in [`BootInfo`]-checked `Ready`.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 pub mod engine;
 pub mod net;
@@ -157,6 +157,9 @@ pub struct BootInfo {
     /// `memory_mb` MiB is the most the linear memory, the heap in use and `/tmp`
     /// together may take.
     pub memory_end: u64,
+    /// Bytes of file data `/tmp` may hold: the function's EphemeralStorage. `/tmp`
+    /// lives in guest memory, so its bytes also count against `memory_mb`.
+    pub tmp_limit: u64,
     /// TSC frequency in kHz (guest clocks are TSC based).
     pub tsc_khz: u64,
     /// Wall clock at boot and its TSC reading, see [`Clock`].

@@ -149,7 +149,7 @@ fn check_settings(cfg: &VersionConfig) -> Result<(), ApiError> {
             "Timeout must be between 1 and 900".into(),
         ));
     }
-    if !(512..=10240).contains(&cfg.ephemeral_mb) {
+    if !thaw_worker::instance::EPHEMERAL_MB.contains(&cfg.ephemeral_mb) {
         return Err(ApiError::InvalidParameter(
             "EphemeralStorage.Size must be between 512 and 10240".into(),
         ));
@@ -237,6 +237,7 @@ impl<B: Backend> Service<B> {
         spec.version = cfg.version.clone();
         spec.deployment = cfg.revision_id.clone();
         spec.memory_mb = cfg.memory_mb;
+        spec.ephemeral_mb = cfg.ephemeral_mb;
         spec.timeout = Duration::from_secs(u64::from(cfg.timeout_s));
         spec.env = cfg.env.clone();
         spec.region = self.config.region.clone();

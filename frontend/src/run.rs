@@ -21,6 +21,10 @@ pub struct SpecArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory_mb: u32,
+    /// EphemeralStorage in MiB: the most `/tmp` may hold (512-10240; its bytes also
+    /// count against the memory size).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(512..=10240))]
+    pub ephemeral_mb: u32,
     /// Function timeout in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub timeout: f64,
@@ -96,6 +100,7 @@ pub fn load_spec(args: &SpecArgs) -> Result<FunctionSpec, WorkerError> {
         .map_or("function".into(), |s| s.to_string_lossy().into_owned());
     let mut spec = FunctionSpec::new(&name, &args.handler, code);
     spec.memory_mb = args.memory_mb;
+    spec.ephemeral_mb = args.ephemeral_mb;
     spec.timeout = Duration::from_secs_f64(args.timeout);
     spec.env.extend(args.env.iter().cloned());
     spec.code.check_handler(&spec.handler)?;

@@ -74,10 +74,12 @@ pub fn run(boot: &BootInfo) -> Result<i32, String> {
         .map_err(|e| alloc::format!("loading the precompiled module: {e:?}"))?;
     let tree = Tree::from_archive(region(boot.files_addr, boot.files_len));
     let (args, env) = process_config(boot);
+    // A limit past the address space is no limit: MemorySize still bounds /tmp.
+    let tmp_limit = usize::try_from(boot.tmp_limit).unwrap_or(usize::MAX);
     let limits = crate::memory::Budget {
         limit: u64::from(boot.memory_mb) << 20,
     };
-    let mut store = Store::new(&engine, Ctx::new(tree, args, env, limits));
+    let mut store = Store::new(&engine, Ctx::new(tree, args, env, limits, tmp_limit));
     store.limiter(|ctx| &mut ctx.limits);
     let mut linker = Linker::new(&engine);
     crate::wasi::add_to_linker(&mut linker).map_err(|e| alloc::format!("linking WASI: {e:?}"))?;

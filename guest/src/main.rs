@@ -63,7 +63,7 @@ extern "C" fn guest_main() -> ! {
     {
         hc::abort("boot info has a bad memory region");
     }
-    heap::init(boot.heap_start, boot.heap_end);
+    heap::init(boot.heap_start, boot.heap_end, m, boot.memory_end);
     clock::init(boot.tsc_khz, boot.clock);
     rng::reseed(&boot.seed);
     let code = match engine::run(&boot) {

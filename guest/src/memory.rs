@@ -9,8 +9,13 @@
 //! The budget: linear memory + the engine heap in use (wasmtime's structures,
 //! `/tmp`, socket buffers) stays within the region's length, the MemorySize. A
 //! `memory.grow` past it fails (`-1`), which CPython turns into `MemoryError` at
-//! once. The runtime image (the precompiled module, the function's files) lies
-//! below the heap and is not charged: it is shared and read-only.
+//! once; a `/tmp` write past it fails with `ENOSPC` ([`Budget::fits`]). The runtime
+//! image (the precompiled module, the function's files) lies below the heap and is
+//! not charged: it is shared and read-only.
+//!
+//! When the engine heap's own range is full, the heap grows down from the top of
+//! this region ([`crate::heap`]); the linear memory grows up to the heap's floor and
+//! never past it, and zeroes what the heap gave back before handing it out.
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +26,12 @@ static LINEAR_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Memory the function uses now: linear memory plus the engine heap in use.
 pub fn used_bytes() -> u64 {
-    LINEAR_BYTES.load(Ordering::Relaxed) + crate::heap::used_bytes()
+    linear_bytes() + crate::heap::used_bytes()
+}
+
+/// Bytes of linear memory now.
+pub fn linear_bytes() -> u64 {
+    LINEAR_BYTES.load(Ordering::Relaxed)
 }
 
 /// Creates the one linear memory, at the start of the memory region.
@@ -106,8 +116,28 @@ unsafe impl LinearMemory for RegionMemory {
                 "linear memory of {new_size} bytes exceeds MemorySize"
             ));
         }
-        // The bytes between the old and the new size were never handed out, so they
-        // are still the region's zeroes.
+        let (old_end, new_end) = (
+            self.base as u64 + self.size as u64,
+            self.base as u64 + new_size as u64,
+        );
+        if new_end > crate::heap::floor() {
+            crate::heap::release_unused();
+        }
+        if new_end > crate::heap::floor() {
+            return Err(wasmtime::format_err!(
+                "linear memory of {new_size} bytes would overlap the engine heap (MemorySize in use)"
+            ));
+        }
+        // Bytes between the old and the new size are the region's zeroes, except
+        // where the heap held them before and gave them back.
+        let dirty = crate::heap::dirty_floor().max(old_end);
+        if new_end > dirty {
+            // SAFETY: `[dirty, new_end)` lies inside this memory's region, below the
+            // heap's floor (checked above), and is not yet part of the linear memory,
+            // so nothing else reads or writes it.
+            unsafe { core::ptr::write_bytes(dirty as *mut u8, 0, (new_end - dirty) as usize) };
+            crate::heap::mark_clean_below(new_end);
+        }
         self.size = new_size;
         LINEAR_BYTES.store(new_size as u64, Ordering::Relaxed);
         Ok(())
@@ -123,6 +153,16 @@ unsafe impl LinearMemory for RegionMemory {
 pub struct Budget {
     /// MemorySize in bytes.
     pub limit: u64,
+}
+
+impl Budget {
+    /// Whether `extra` more bytes (a `/tmp` file growing) keep the function within
+    /// its MemorySize.
+    pub fn fits(&self, extra: usize) -> bool {
+        used_bytes()
+            .checked_add(extra as u64)
+            .is_some_and(|n| n <= self.limit)
+    }
 }
 
 impl ResourceLimiter for Budget {

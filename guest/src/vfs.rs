@@ -18,8 +18,9 @@
 //! API's HTTP endpoints (same calls, same order, same bodies).
 //!
 //! `/tmp` is writable, as on Lambda: an in-memory tree ([`TmpFs`]) in the guest's
-//! heap (`thaw-guestfs`, tested on the host), capped at `TMP_LIMIT` bytes. It lives in guest memory, so it persists
-//! across warm invocations and what init writes there is in the snapshot.
+//! heap (`thaw-guestfs`, tested on the host), capped at the function's EphemeralStorage
+//! and, since it lives in guest memory, within MemorySize. It persists across warm
+//! invocations and what init writes there is in the snapshot.
 use alloc::string::String;
 use alloc::vec::Vec;
 use thaw_abi::{layout, ResponseKind, MAX_PAYLOAD};

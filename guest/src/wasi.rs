@@ -3,6 +3,7 @@
 //! stdout/stderr go to the invocation log;
 //! clocks come from the TSC; `random_get` from the reseeded CSPRNG. Every pointer
 //! the module passes is checked against its linear memory (bad ones get `EFAULT`).
+use crate::memory::Budget;
 use crate::net;
 use crate::vfs::{normalize, Node, Sink, Special, TmpData, TmpError, TmpFs, Tree};
 use alloc::string::String;
@@ -113,6 +114,7 @@ impl Ctx {
         args: Vec<Vec<u8>>,
         env: Vec<Vec<u8>>,
         limits: crate::memory::Budget,
+        tmp_limit: usize,
     ) -> Self {
         let mut fds = alloc::vec![Some(Handle::Stdin), Some(Handle::Log), Some(Handle::Log)];
         fds.extend(PREOPENS.iter().map(|p| Some(Handle::Dir(String::from(*p)))));
@@ -120,7 +122,7 @@ impl Ctx {
             memory: None,
             limits,
             tree,
-            tmp: TmpFs::default(),
+            tmp: TmpFs::with_limit(tmp_limit),
             fds,
             args,
             env,
@@ -320,20 +322,40 @@ fn open_tmp(
     })
 }
 
-/// Writes `bytes` into a `/tmp` file at `at`, zero-filling any gap, within the limit.
-fn write_tmp(tmp: &TmpFs, data: &TmpData, at: u64, bytes: &[u8]) -> Result<u64, i32> {
+/// Writes `bytes` into a `/tmp` file at `at`, zero-filling any gap, within the
+/// limits (EphemeralStorage, MemorySize).
+fn write_tmp(
+    tmp: &TmpFs,
+    budget: &Budget,
+    data: &TmpData,
+    at: u64,
+    bytes: &[u8],
+) -> Result<u64, i32> {
     let at = usize::try_from(at).map_err(|_| errno::NOSPC)?;
     let end = at.checked_add(bytes.len()).ok_or(errno::NOSPC)?;
+    grow_tmp(tmp, budget, data, end)?;
+    data.borrow_mut()[at..end].copy_from_slice(bytes);
+    Ok(end as u64)
+}
+
+/// Makes a `/tmp` file at least `size` bytes long (zero-filled), or `ENOSPC` when
+/// that passes `/tmp`'s limit, the function's MemorySize or the memory there is.
+fn grow_tmp(tmp: &TmpFs, budget: &Budget, data: &TmpData, size: usize) -> Result<(), i32> {
     let len = data.borrow().len();
-    if end > len && !tmp.has_room(end - len) {
+    if size <= len {
+        return Ok(());
+    }
+    let extra = size - len;
+    if !tmp.has_room(extra) || !budget.fits(extra) {
         return Err(errno::NOSPC);
     }
     let mut d = data.borrow_mut();
-    if end > d.len() {
-        d.resize(end, 0);
+    // Amortised growth where memory allows, else exactly what is asked.
+    if d.try_reserve(extra).is_err() && d.try_reserve_exact(extra).is_err() {
+        return Err(errno::NOSPC);
     }
-    d[at..end].copy_from_slice(bytes);
-    Ok(end as u64)
+    d.resize(size, 0);
+    Ok(())
 }
 
 /// Opens `path`; the special files act on open (see `vfs`).
@@ -740,7 +762,9 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 let mut total = 0u32;
                 for (p, len) in m.iovecs(iovs, n)? {
                     let data = m.bytes(p, len)?;
-                    let Ctx { fds, tmp, .. } = &mut *ctx;
+                    let Ctx {
+                        fds, tmp, limits, ..
+                    } = &mut *ctx;
                     match fds
                         .get_mut(fd as usize)
                         .and_then(|h| h.as_mut())
@@ -758,7 +782,7 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                             } else {
                                 *pos
                             };
-                            match write_tmp(tmp, file, at, data) {
+                            match write_tmp(tmp, limits, file, at, data) {
                                 Ok(end) => *pos = end,
                                 // A partial write reports what went in; the next one fails.
                                 Err(e) if total == 0 => return Err(e),
@@ -966,7 +990,9 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         "fd_pwrite",
         |mut c: Caller<'_, Ctx>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
             code(with(&mut c, |m, ctx| {
-                let Ctx { fds, tmp, .. } = &mut *ctx;
+                let Ctx {
+                    fds, tmp, limits, ..
+                } = &mut *ctx;
                 let Handle::Tmp { data: file, .. } = fds
                     .get_mut(fd as usize)
                     .and_then(|h| h.as_mut())
@@ -977,7 +1003,7 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
                 let mut at = off as u64;
                 let mut total = 0u32;
                 for (p, len) in m.iovecs(iovs, n)? {
-                    at = write_tmp(tmp, file, at, m.bytes(p, len)?)?;
+                    at = write_tmp(tmp, limits, file, at, m.bytes(p, len)?)?;
                     total += len as u32;
                 }
                 m.put_u32(out, total)
@@ -989,7 +1015,9 @@ fn add_fd_calls(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
 
 /// Sets a `/tmp` file's size (`grow_only`: `fd_allocate`, which never shrinks).
 fn tmp_resize(ctx: &mut Ctx, fd: i32, size: Option<u64>, grow_only: bool) -> Result<(), i32> {
-    let Ctx { fds, tmp, .. } = ctx;
+    let Ctx {
+        fds, tmp, limits, ..
+    } = ctx;
     let Handle::Tmp { data, .. } = fds
         .get_mut(fd as usize)
         .and_then(|h| h.as_mut())
@@ -1000,12 +1028,11 @@ fn tmp_resize(ctx: &mut Ctx, fd: i32, size: Option<u64>, grow_only: bool) -> Res
     let size = size
         .and_then(|s| usize::try_from(s).ok())
         .ok_or(errno::NOSPC)?;
-    let len = data.borrow().len();
-    if size > len && !tmp.has_room(size - len) {
-        return Err(errno::NOSPC);
-    }
-    if size > len || !grow_only {
-        data.borrow_mut().resize(size, 0);
+    grow_tmp(tmp, limits, data, size)?;
+    if !grow_only {
+        let mut d = data.borrow_mut();
+        d.truncate(size);
+        d.shrink_to_fit();
     }
     Ok(())
 }

@@ -13,5 +13,5 @@ mod tmp;
 mod tree;
 
 pub use path::{normalize, parent};
-pub use tmp::{TmpData, TmpError, TmpFs, TMP_DIR, TMP_LIMIT};
+pub use tmp::{TmpData, TmpError, TmpFs, DEFAULT_TMP_LIMIT, TMP_DIR};
 pub use tree::{Entry, Tree};

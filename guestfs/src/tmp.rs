@@ -1,6 +1,8 @@
-//! `/tmp`, writable as on Lambda: an in-memory tree in the guest's heap, capped
-//! at [`TMP_LIMIT`] bytes. It lives in guest memory, so it persists across warm
-//! invocations and what init writes there is in the snapshot.
+//! `/tmp`, writable as on Lambda: an in-memory tree in the guest's heap, capped at
+//! the function's EphemeralStorage (`BootInfo::tmp_limit`; [`DEFAULT_TMP_LIMIT`] when
+//! none is given). It lives in guest memory, so it persists across warm invocations,
+//! what init writes there is in the snapshot, and its bytes count against MemorySize
+//! too (the guest checks that budget before it grows a file; docs/MEMORY.md).
 use crate::path::parent;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::rc::Rc;
@@ -10,8 +12,9 @@ use core::cell::RefCell;
 
 /// The writable directory.
 pub const TMP_DIR: &str = "/tmp";
-/// Bytes of file data `/tmp` may hold (it shares the guest's RAM with the runtime).
-pub const TMP_LIMIT: usize = 64 << 20;
+/// Bytes of file data `/tmp` may hold when no limit is given: Lambda's default
+/// EphemeralStorage, 512 MB.
+pub const DEFAULT_TMP_LIMIT: usize = 512 << 20;
 
 /// A `/tmp` file's bytes, shared by its open handles.
 pub type TmpData = Rc<RefCell<Vec<u8>>>;
@@ -32,20 +35,33 @@ pub enum TmpError {
 pub struct TmpFs {
     files: BTreeMap<String, TmpData>,
     dirs: BTreeSet<String>,
+    /// Bytes of file data it may hold.
+    limit: usize,
 }
 
 impl Default for TmpFs {
     fn default() -> Self {
+        Self::with_limit(DEFAULT_TMP_LIMIT)
+    }
+}
+
+impl TmpFs {
+    /// An empty `/tmp` that holds at most `limit` bytes of file data.
+    pub fn with_limit(limit: usize) -> Self {
         let mut dirs = BTreeSet::new();
         dirs.insert(String::from(TMP_DIR));
         Self {
             files: BTreeMap::new(),
             dirs,
+            limit,
         }
     }
-}
 
-impl TmpFs {
+    /// Bytes of file data it may hold.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Whether `path` (absolute, normalized) lies in `/tmp`.
     pub fn covers(path: &str) -> bool {
         path == TMP_DIR
@@ -69,11 +85,11 @@ impl TmpFs {
         self.files.values().map(|d| d.borrow().len()).sum()
     }
 
-    /// Whether growing some file by `extra` bytes stays within [`TMP_LIMIT`].
+    /// Whether growing some file by `extra` bytes stays within the limit.
     pub fn has_room(&self, extra: usize) -> bool {
         self.used()
             .checked_add(extra)
-            .is_some_and(|n| n <= TMP_LIMIT)
+            .is_some_and(|n| n <= self.limit)
     }
 
     fn check_new(&self, path: &str) -> Result<(), TmpError> {
@@ -248,9 +264,21 @@ mod tests {
     #[test]
     fn test_limit() {
         let fs = TmpFs::default();
-        assert!(fs.has_room(TMP_LIMIT));
-        assert!(!fs.has_room(TMP_LIMIT + 1));
+        assert_eq!(fs.limit(), DEFAULT_TMP_LIMIT);
+        assert!(fs.has_room(DEFAULT_TMP_LIMIT));
+        assert!(!fs.has_room(DEFAULT_TMP_LIMIT + 1));
         assert!(!fs.has_room(usize::MAX));
+        // A given limit (EphemeralStorage) counts every file's bytes.
+        let mut fs = TmpFs::with_limit(10);
+        let a = fs.create("/tmp/a").unwrap();
+        a.borrow_mut().extend_from_slice(b"123456");
+        let b = fs.create("/tmp/b").unwrap();
+        b.borrow_mut().extend_from_slice(b"12");
+        assert!(fs.has_room(2));
+        assert!(!fs.has_room(3));
+        fs.unlink("/tmp/a").unwrap();
+        drop(a);
+        assert!(fs.has_room(8) && !fs.has_room(9));
         assert!(TmpFs::covers("/tmp") && TmpFs::covers("/tmp/x") && !TmpFs::covers("/tmpx"));
     }
 }

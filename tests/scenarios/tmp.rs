@@ -53,14 +53,21 @@ def handler(event, context):
     if op == "init_file":
         return open("/tmp/from-init.txt").read()
     if op == "limit":
+        written = 0
         try:
             with open("/tmp/big", "wb") as f:
-                for _ in range(200):
+                for _ in range(event["mb"]):
                     f.write(b"\0" * (1 << 20))
-            return "no error"
+                    written += 1
+            os.remove("/tmp/big")
+            return {"written_mb": written}
         except OSError as e:
             os.remove("/tmp/big")
-            return {"errno": e.errno == errno.ENOSPC}
+            return {"errno": e.errno == errno.ENOSPC, "written_mb": written}
+    if op == "alloc":
+        # Memory /tmp gave back is the function's again.
+        keep = [bytearray(1 << 20) for _ in range(event["mb"])]
+        return len(keep)
     if op == "readonly":
         out = {}
         for path in ["/var/task/new.txt", "/var/task/app.py"]:
@@ -93,8 +100,8 @@ fn test_tmp_is_a_writable_directory() {
     }
     // A clear error past the size limit, and the space comes back.
     assert_eq!(
-        body_json(&invoke(&mut instance, &json!({"op": "limit"}))),
-        json!({"errno": true})
+        body_json(&invoke(&mut instance, &json!({"op": "limit", "mb": 600})))["errno"],
+        json!(true)
     );
     assert_eq!(
         body_json(&invoke(&mut instance, &json!({"op": "count"}))),
@@ -104,6 +111,45 @@ fn test_tmp_is_a_writable_directory() {
     assert_eq!(
         body_json(&invoke(&mut instance, &json!({"op": "readonly"}))),
         json!({"/var/task/new.txt": true, "/var/task/app.py": true})
+    );
+}
+
+/// `/tmp` holds up to EphemeralStorage, and since it lives in guest memory, never
+/// more than MemorySize leaves; what it frees is memory again.
+#[test]
+fn test_tmp_size_is_ephemeral_storage_within_memory_size() {
+    if !kvm_or_skip("test_tmp_size_is_ephemeral_storage_within_memory_size") {
+        return;
+    }
+    let limit = |memory_mb: u32, ephemeral_mb: u32, mb: u32| {
+        let mut s = spec("tmp-size", HANDLER);
+        s.memory_mb = memory_mb;
+        s.ephemeral_mb = ephemeral_mb;
+        s.timeout = std::time::Duration::from_secs(60);
+        let mut instance = boot(s);
+        let out = body_json(&invoke(&mut instance, &json!({"op": "limit", "mb": mb})));
+        (instance, out)
+    };
+    // EphemeralStorage 512 of MemorySize 1024: /tmp stops at 512 MiB (the file init
+    // wrote holds a few bytes of it, so the 512th MiB does not fit).
+    let (_, out) = limit(1024, 512, 600);
+    assert_eq!(out, json!({"errno": true, "written_mb": 511}));
+    // EphemeralStorage 1024: 700 MiB fit, well past the old fixed 64 MiB.
+    let (mut big, out) = limit(1024, 1024, 700);
+    assert_eq!(out, json!({"written_mb": 700}));
+    // ... and once removed, that memory is Python's again.
+    assert_eq!(
+        body_json(&invoke(&mut big, &json!({"op": "alloc", "mb": 800}))),
+        800
+    );
+    // MemorySize 256 bounds /tmp below its EphemeralStorage of 1024.
+    let (mut small, out) = limit(256, 1024, 400);
+    assert_eq!(out["errno"], json!(true), "{out}");
+    let written = out["written_mb"].as_u64().unwrap();
+    assert!((100..256).contains(&written), "{out}");
+    assert_eq!(
+        body_json(&invoke(&mut small, &json!({"op": "alloc", "mb": 180}))),
+        180
     );
 }
 

@@ -19,11 +19,15 @@ use std::time::{Duration, Instant};
 use thaw_abi::{layout, phase, BootInfo, ResponseKind, BOOT_MAGIC, MAX_PAYLOAD, PAGE_2M};
 use thaw_vmm::{Deadline, GuestEvent, NextInput, Vm, VmConfig, VmError};
 
-/// Smallest heap the guest gets besides the module image.
 /// The guest's engine heap: wasmtime's own structures (48 MiB, as measured with
-/// room to spare) plus `/tmp` at its limit. Charged to the function as it is used
-/// (docs/MEMORY.md); reserved in guest-physical space, backed only where touched.
-const ENGINE_HEAP: u64 = (48 << 20) + thaw_guestfs::TMP_LIMIT as u64;
+/// room to spare). Charged to the function as it is used (docs/MEMORY.md); reserved
+/// in guest-physical space, backed only where touched. When it runs out (a large
+/// `/tmp`, socket buffers) the guest's allocator grows down from the top of the
+/// function's memory region, within MemorySize.
+const ENGINE_HEAP: u64 = 48 << 20;
+
+/// Lambda's EphemeralStorage bounds, in MB: `/tmp`'s size.
+pub const EPHEMERAL_MB: core::ops::RangeInclusive<u32> = 512..=10240;
 
 /// Smallest MemorySize (Lambda's minimum).
 pub const MIN_MEMORY_MB: u32 = 128;
@@ -70,6 +74,9 @@ pub struct FunctionSpec {
     pub version: String,
     pub handler: String,
     pub memory_mb: u32,
+    /// EphemeralStorage: the most `/tmp` may hold, in MB. `/tmp` lives in guest
+    /// memory, so what it holds also counts against `memory_mb`.
+    pub ephemeral_mb: u32,
     pub timeout: Duration,
     /// Limit on boot + init.
     pub init_timeout: Duration,
@@ -95,6 +102,7 @@ impl FunctionSpec {
             version: "$LATEST".into(),
             handler: handler.into(),
             memory_mb: 512,
+            ephemeral_mb: *EPHEMERAL_MB.start(),
             timeout: Duration::from_secs(3),
             init_timeout: Duration::from_secs(60),
             env: BTreeMap::new(),
@@ -279,6 +287,7 @@ impl Instance {
             heap_end: at.heap_end,
             memory_start: at.memory_start,
             memory_end: at.memory_end,
+            tmp_limit: u64::from(spec.ephemeral_mb) << 20,
             seed: entropy(),
             ..Default::default()
         })?;

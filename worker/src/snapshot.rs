@@ -30,9 +30,16 @@ pub struct SpecRecord {
     pub version: String,
     pub handler: String,
     pub memory_mb: u32,
+    /// Absent in records written before EphemeralStorage took effect: 512.
+    #[serde(default = "default_ephemeral_mb")]
+    pub ephemeral_mb: u32,
     pub timeout_ms: u64,
     pub env: BTreeMap<String, String>,
     pub region: String,
+}
+
+fn default_ephemeral_mb() -> u32 {
+    *crate::instance::EPHEMERAL_MB.start()
 }
 
 /// What a snapshot's state blob holds besides the code.
@@ -111,6 +118,7 @@ impl SpecRecord {
             version: spec.version.clone(),
             handler: spec.handler.clone(),
             memory_mb: spec.memory_mb,
+            ephemeral_mb: spec.ephemeral_mb,
             timeout_ms: spec.timeout.as_millis() as u64,
             env: spec.env.clone(),
             region: spec.region.clone(),
@@ -122,6 +130,7 @@ impl SpecRecord {
         let mut spec = FunctionSpec::new(&self.name, &self.handler, code);
         spec.version = self.version.clone();
         spec.memory_mb = self.memory_mb;
+        spec.ephemeral_mb = self.ephemeral_mb;
         spec.timeout = Duration::from_millis(self.timeout_ms);
         spec.env = self.env.clone();
         spec.region = self.region.clone();
@@ -210,6 +219,8 @@ mod tests {
             version: "1".into(),
             handler: "app.handler".into(),
             memory_mb: 64,
+            // The default: the v1 fixture predates the field and decodes to it.
+            ephemeral_mb: 512,
             timeout_ms: 3000,
             env: BTreeMap::from([("K".into(), "V".into())]),
             region: "us-east-1".into(),
