@@ -202,8 +202,11 @@ impl From<crate::registry::RegistryError> for ApiError {
             | R::VersionNotFound(..)
             | R::AliasNotFound(..)
             | R::EventInvokeConfigNotFound(_)
-            | R::UrlNotFound(_) => Self::ResourceNotFound(e.to_string()),
+            | R::UrlNotFound(_)
+            | R::PolicyNotFound(_)
+            | R::StatementNotFound(..) => Self::ResourceNotFound(e.to_string()),
             R::FunctionExists(_)
+            | R::StatementExists(_)
             | R::AliasExists(..)
             | R::UrlExists(_)
             | R::UpdateInProgress(_)

@@ -590,3 +590,138 @@ async fn function_urls_serve_plain_http_clients() {
     );
     server.shutdown().await;
 }
+
+/// AddPermission / GetPolicy / RemovePermission as Terraform's `aws_lambda_permission` uses
+/// them: statements per qualifier, duplicate ids refused, RevisionId checked, the policy
+/// kept across a restart and gone with its last statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_make_the_policy_deploy_tools_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _backend) = fake_server(dir.path(), test_config()).await;
+    let http = Http::new(server.http);
+    create(&http, "pol", "app.handler").await;
+    let policy = format!("{FN}/pol/policy");
+    // No policy yet.
+    let r = http.get(&policy).await;
+    assert_eq!(
+        (r.status, r.header("x-amzn-errortype")),
+        (404, Some("ResourceNotFoundException"))
+    );
+    let s3 = json!({"StatementId": "s3", "Action": "lambda:InvokeFunction",
+                    "Principal": "s3.amazonaws.com", "SourceArn": "arn:aws:s3:::bucket"});
+    let r = http.post_json(&policy, s3.clone()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let statement: serde_json::Value =
+        serde_json::from_str(r.json()["Statement"].as_str().unwrap()).unwrap();
+    assert_eq!(statement["Sid"], "s3");
+    assert_eq!(
+        statement["Resource"],
+        "arn:aws:lambda:us-east-1:000000000000:function:pol"
+    );
+    assert_eq!(
+        statement["Condition"]["ArnLike"]["AWS:SourceArn"],
+        "arn:aws:s3:::bucket"
+    );
+    // The same id again: 409, and the policy keeps one statement.
+    let r = http.post_json(&policy, s3).await;
+    assert_eq!(
+        (r.status, r.header("x-amzn-errortype")),
+        (409, Some("ResourceConflictException"))
+    );
+    // Bad input: 400, nothing stored.
+    let r = http
+        .post_json(
+            &policy,
+            json!({"StatementId": "x y", "Action": "lambda:InvokeFunction", "Principal": "*"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    // A stale RevisionId: 412.
+    let url_stmt = json!({"StatementId": "url", "Action": "lambda:InvokeFunctionUrl",
+                          "Principal": "*", "FunctionUrlAuthType": "NONE", "RevisionId": "stale"});
+    let r = http.post_json(&policy, url_stmt.clone()).await;
+    assert_eq!(r.status, 412);
+    let got = http.get(&policy).await;
+    assert_eq!(got.status, 200);
+    let revision = got.json()["RevisionId"].as_str().unwrap().to_string();
+    let mut with_rev = url_stmt;
+    with_rev["RevisionId"] = json!(revision);
+    assert_eq!(http.post_json(&policy, with_rev).await.status, 201);
+    // A version's policy is its own; an unknown qualifier is refused.
+    let v = publish(&http, "pol").await;
+    assert_eq!(
+        http.get(&format!("{policy}?Qualifier={v}")).await.status,
+        404
+    );
+    let r = http
+        .post_json(
+            &format!("{policy}?Qualifier={v}"),
+            json!({"StatementId": "acct", "Action": "lambda:*", "Principal": "123456789012"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = http
+        .post_json(
+            &format!("{policy}?Qualifier=99"),
+            json!({"StatementId": "a", "Action": "lambda:*", "Principal": "*"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+
+    let doc = |r: &Resp| -> serde_json::Value {
+        serde_json::from_str(r.json()["Policy"].as_str().unwrap()).unwrap()
+    };
+    let sids = |d: &serde_json::Value| -> Vec<String> {
+        d["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Sid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Kept across a restart.
+    server.shutdown().await;
+    let (server, _backend) = fake_server(dir.path(), test_config()).await;
+    let http = Http::new(server.http);
+    let d = doc(&http.get(&policy).await);
+    assert_eq!(d["Version"], "2012-10-17");
+    assert_eq!(sids(&d), ["s3", "url"]);
+    assert_eq!(
+        d["Statement"][1]["Condition"]["StringEquals"]["lambda:FunctionUrlAuthType"],
+        "NONE"
+    );
+    let dv = doc(&http.get(&format!("{policy}?Qualifier={v}")).await);
+    assert_eq!(
+        dv["Statement"][0]["Resource"],
+        format!("arn:aws:lambda:us-east-1:000000000000:function:pol:{v}")
+    );
+    assert_eq!(
+        dv["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:root"
+    );
+
+    // RemovePermission: unknown id 404, stale revision 412, then the statements go, and
+    // the policy with the last one.
+    assert_eq!(http.delete(&format!("{policy}/nope")).await.status, 404);
+    assert_eq!(
+        http.delete(&format!("{policy}/s3?RevisionId=stale"))
+            .await
+            .status,
+        412
+    );
+    assert_eq!(http.delete(&format!("{policy}/s3")).await.status, 204);
+    assert_eq!(sids(&doc(&http.get(&policy).await)), ["url"]);
+    assert_eq!(http.delete(&format!("{policy}/url")).await.status, 204);
+    assert_eq!(http.get(&policy).await.status, 404);
+    // Deleting the function deletes its policies.
+    let again =
+        json!({"StatementId": "again", "Action": "lambda:InvokeFunction", "Principal": "*"});
+    assert_eq!(http.post_json(&policy, again).await.status, 201);
+    assert_eq!(http.delete(&format!("{FN}/pol")).await.status, 204);
+    server.shutdown().await;
+    let (server, _backend) = fake_server(dir.path(), test_config()).await;
+    let http = Http::new(server.http);
+    create(&http, "pol", "app.handler").await;
+    assert_eq!(http.get(&policy).await.status, 404);
+    server.shutdown().await;
+}

@@ -6,6 +6,7 @@ mod concurrency;
 mod deploy;
 mod functions;
 mod invoke;
+mod policy;
 
 use crate::backend::Backend;
 use crate::errors::ApiError;
@@ -13,7 +14,7 @@ use crate::service::Service;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -65,6 +66,14 @@ pub fn router<B: Backend>(svc: Arc<Service<B>>) -> Router {
             get(deploy::get_alias::<B>)
                 .put(deploy::update_alias::<B>)
                 .delete(deploy::delete_alias::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy",
+            post(policy::add_permission::<B>).get(policy::get_policy::<B>),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy/{sid}",
+            delete(policy::remove_permission::<B>),
         )
         .route(
             "/2015-03-31/functions/{name}/invocations",

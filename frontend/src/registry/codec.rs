@@ -2,7 +2,9 @@
 //! ([`thaw_snapshotter::codec`]: magic, a kind per record type, format version, checksum)
 //! around its JSON. Records written before the codec (bare JSON, no `THAW` magic) still
 //! load, so an older data directory keeps working; they are rewritten framed when changed.
-use super::{Alias, AsyncEvent, EventInvokeConfig, ProvRecord, Result, UrlConfig, VersionConfig};
+use super::{
+    Alias, AsyncEvent, EventInvokeConfig, Policy, ProvRecord, Result, UrlConfig, VersionConfig,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -34,6 +36,9 @@ impl Record for EventInvokeConfig {
 }
 impl Record for UrlConfig {
     const KIND: [u8; 4] = *b"RURL";
+}
+impl Record for Policy {
+    const KIND: [u8; 4] = *b"RPOL";
 }
 /// A function's tags.
 impl Record for BTreeMap<String, String> {
@@ -125,6 +130,21 @@ mod tests {
             on_success: None,
             on_failure: Some("g".into()),
             last_modified_ms: 1,
+        });
+        assert_round_trip(&Policy {
+            function: "f".into(),
+            qualifier: Some("1".into()),
+            statements: vec![super::super::Permission {
+                sid: "s3".into(),
+                action: "lambda:InvokeFunction".into(),
+                principal: "s3.amazonaws.com".into(),
+                source_arn: Some("arn:aws:s3:::b".into()),
+                source_account: None,
+                principal_org_id: None,
+                event_source_token: None,
+                function_url_auth_type: None,
+            }],
+            revision_id: "r".into(),
         });
         assert_round_trip(&UrlConfig {
             function: "f".into(),

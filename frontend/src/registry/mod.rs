@@ -13,10 +13,11 @@
 //! - `e/<seq, 20 digits>` -> [`AsyncEvent`].
 //! - `t/<name>` -> the function's tags (a JSON object);
 //!   `i/<name>/<qualifier>` -> [`EventInvokeConfig`];
-//!   `u/<name>/<qualifier or "$LATEST">` -> [`UrlConfig`].
+//!   `u/<name>/<qualifier or "$LATEST">` -> [`UrlConfig`];
+//!   `y/<name>/<qualifier or "$LATEST">` -> [`Policy`].
 //!
-//! The records are in [`records`]; tags, event-invoke configs, URLs and alias changes in
-//! `settings.rs`.
+//! The records are in [`records`]; tags, event-invoke configs, URLs, policies and alias
+//! changes in `settings.rs`.
 mod codec;
 mod records;
 mod settings;
@@ -55,6 +56,12 @@ pub enum RegistryError {
     UrlNotFound(String),
     #[error("Function URL already exists for {0}")]
     UrlExists(String),
+    #[error("The resource you requested does not exist. (policy of {0})")]
+    PolicyNotFound(String),
+    #[error("The resource you requested does not exist. (statement {1} in the policy of {0})")]
+    StatementNotFound(String, String),
+    #[error("The statement id ({0}) provided already exists. Please provide a new statement id, or remove the existing statement.")]
+    StatementExists(String),
     #[error("Unable to delete version {0} because the following aliases reference it: [{1}]")]
     VersionInUse(String, String),
     #[error("registry storage failed")]
@@ -78,6 +85,8 @@ struct FunctionEntry {
     invoke_configs: BTreeMap<String, EventInvokeConfig>,
     /// By qualifier (`$LATEST` for the unqualified function).
     urls: BTreeMap<String, UrlConfig>,
+    /// Resource-based policies by qualifier (`$LATEST` for the unqualified function).
+    policies: BTreeMap<String, Policy>,
 }
 
 /// The registry: a write-through cache over a [`KvStore`].
@@ -159,6 +168,12 @@ impl Registry {
             }
         }
         let mut url_ids = HashMap::new();
+        for (_, v) in kv.scan_prefix(b"y/")? {
+            let p: Policy = codec::decode(&v)?;
+            if let Some(e) = cache.get_mut(&p.function) {
+                e.policies.insert(url_key(p.qualifier.as_deref()), p);
+            }
+        }
         for (_, v) in kv.scan_prefix(b"u/")? {
             let u: UrlConfig = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&u.function) {
@@ -447,7 +462,7 @@ impl Registry {
         for u in entry.urls.values() {
             url_ids.remove(&u.url_id);
         }
-        for prefix in ["v", "c", "a", "p", "i", "u"] {
+        for prefix in ["v", "c", "a", "p", "i", "u", "y"] {
             for (k, _) in self
                 .kv
                 .scan_prefix(format!("{prefix}/{name}/").as_bytes())?

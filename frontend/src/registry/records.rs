@@ -325,3 +325,37 @@ pub struct UrlConfig {
     pub created_ms: u64,
     pub last_modified_ms: u64,
 }
+
+/// One statement of a function's resource-based policy (AddPermission).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Permission {
+    /// `StatementId`, unique within the policy.
+    pub sid: String,
+    /// `lambda:InvokeFunction`, `lambda:InvokeFunctionUrl`, `lambda:*`, ...
+    pub action: String,
+    /// A service (`s3.amazonaws.com`), an account id, an ARN or `*`.
+    pub principal: String,
+    #[serde(default)]
+    pub source_arn: Option<String>,
+    #[serde(default)]
+    pub source_account: Option<String>,
+    #[serde(default)]
+    pub principal_org_id: Option<String>,
+    #[serde(default)]
+    pub event_source_token: Option<String>,
+    /// `NONE` or `AWS_IAM`: the statement applies to function-URL calls of that type.
+    #[serde(default)]
+    pub function_url_auth_type: Option<String>,
+}
+
+/// A function's (or one qualifier's) resource-based policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub function: String,
+    /// `None`: the unqualified function.
+    pub qualifier: Option<String>,
+    pub statements: Vec<Permission>,
+    /// Changes with every statement added or removed (AddPermission/RemovePermission's
+    /// `RevisionId`).
+    pub revision_id: String,
+}

@@ -2,8 +2,8 @@
 //! listings, tags, event-invoke configs and function URLs. Each write is one synced batch
 //! and then the cache, under the cache's write lock.
 use super::{
-    url_key, version_key, Alias, EventInvokeConfig, FunctionEntry, Registry, RegistryError, Result,
-    UrlConfig,
+    url_key, version_key, Alias, EventInvokeConfig, FunctionEntry, Permission, Policy, Registry,
+    RegistryError, Result, UrlConfig,
 };
 use std::collections::BTreeMap;
 use thaw_snapshotter::KvOp;
@@ -31,6 +31,20 @@ fn ikey(function: &str, qualifier: &str) -> Vec<u8> {
 
 fn ukey(function: &str, qualifier: &str) -> Vec<u8> {
     format!("u/{function}/{qualifier}").into_bytes()
+}
+
+fn ykey(function: &str, qualifier: &str) -> Vec<u8> {
+    format!("y/{function}/{qualifier}").into_bytes()
+}
+
+/// `RevisionId`, when the caller gave one, is the policy's current one.
+fn check_policy_revision(policy: Option<&Policy>, revision: Option<&str>) -> Result<()> {
+    match revision {
+        Some(r) if policy.is_none_or(|p| p.revision_id != r) => {
+            Err(RegistryError::RevisionMismatch)
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Registry {
@@ -256,6 +270,80 @@ impl Registry {
     /// ListFunctionUrlConfigs.
     pub fn urls(&self, function: &str) -> Result<Vec<UrlConfig>> {
         self.read_entry(function, |e| e.urls.values().cloned().collect())
+    }
+
+    /// AddPermission: a statement added to the policy of `function` at `qualifier`.
+    pub fn add_permission(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        statement: Permission,
+        revision: Option<&str>,
+    ) -> Result<Policy> {
+        let q = url_key(qualifier);
+        self.with_entry(function, |entry| {
+            check_policy_revision(entry.policies.get(&q), revision)?;
+            let mut policy = entry.policies.get(&q).cloned().unwrap_or_else(|| Policy {
+                function: function.into(),
+                qualifier: qualifier.map(String::from),
+                statements: Vec::new(),
+                revision_id: String::new(),
+            });
+            if policy.statements.iter().any(|s| s.sid == statement.sid) {
+                return Err(RegistryError::StatementExists(statement.sid));
+            }
+            policy.statements.push(statement);
+            policy.revision_id = super::revision_id();
+            self.kv
+                .put(&ykey(function, &q), &super::codec::encode(&policy)?)?;
+            entry.policies.insert(q, policy.clone());
+            Ok(policy)
+        })
+    }
+
+    /// GetPolicy.
+    pub fn policy(&self, function: &str, qualifier: Option<&str>) -> Result<Policy> {
+        let q = url_key(qualifier);
+        self.read_entry(function, |e| e.policies.get(&q).cloned())?
+            .ok_or_else(|| RegistryError::PolicyNotFound(format!("{function}:{q}")))
+    }
+
+    /// RemovePermission: the statement `sid` leaves the policy (the policy goes with
+    /// its last statement).
+    pub fn remove_permission(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        sid: &str,
+        revision: Option<&str>,
+    ) -> Result<()> {
+        let q = url_key(qualifier);
+        self.with_entry(function, |entry| {
+            let mut policy = entry
+                .policies
+                .get(&q)
+                .cloned()
+                .ok_or_else(|| RegistryError::PolicyNotFound(format!("{function}:{q}")))?;
+            check_policy_revision(Some(&policy), revision)?;
+            let at = policy
+                .statements
+                .iter()
+                .position(|s| s.sid == sid)
+                .ok_or_else(|| {
+                    RegistryError::StatementNotFound(format!("{function}:{q}"), sid.into())
+                })?;
+            policy.statements.remove(at);
+            if policy.statements.is_empty() {
+                self.kv.delete(&ykey(function, &q))?;
+                entry.policies.remove(&q);
+            } else {
+                policy.revision_id = super::revision_id();
+                self.kv
+                    .put(&ykey(function, &q), &super::codec::encode(&policy)?)?;
+                entry.policies.insert(q, policy);
+            }
+            Ok(())
+        })
     }
 
     /// DeleteFunctionUrlConfig.

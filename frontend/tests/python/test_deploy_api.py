@@ -233,6 +233,28 @@ def function_url(lam, name):
     print("function URL:", url)
 
 
+def permissions(lam, name):
+    # aws_lambda_permission: add, read back the policy, remove.
+    added = lam.add_permission(FunctionName=name, StatementId="url-public", Action="lambda:InvokeFunctionUrl",
+                               Principal="*", FunctionUrlAuthType="NONE")
+    assert json.loads(added["Statement"])["Sid"] == "url-public", added
+    got = lam.get_policy(FunctionName=name)
+    doc = json.loads(got["Policy"])
+    assert [s["Sid"] for s in doc["Statement"]] == ["url-public"], doc
+    assert doc["Statement"][0]["Condition"]["StringEquals"]["lambda:FunctionUrlAuthType"] == "NONE", doc
+    try:
+        lam.add_permission(FunctionName=name, StatementId="url-public", Action="lambda:InvokeFunction", Principal="*")
+        raise AssertionError("a duplicate statement id was accepted")
+    except lam.exceptions.ResourceConflictException:
+        pass
+    lam.remove_permission(FunctionName=name, StatementId="url-public", RevisionId=got["RevisionId"])
+    try:
+        lam.get_policy(FunctionName=name)
+        raise AssertionError("the policy outlived its last statement")
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+
+
 def destinations(lam):
     src, sink = "deploy-src", "deploy-sink"
     for n, code in ((sink, SINK), (src, APP)):
@@ -375,6 +397,7 @@ def main():
     weighted_alias(lam, name)
     tags_and_account(lam, name)
     function_url(lam, name)
+    permissions(lam, name)
     aws_cli(name)
     lam.delete_function(FunctionName=name)
     destinations(lam)
