@@ -30,7 +30,7 @@ ROLE = "arn:aws:iam::000000000000:role/thaw"
 WAIT = {"Delay": 1, "MaxAttempts": 180}
 
 APP = '''
-import json, logging, os
+import errno, json, logging, os
 
 def handler(event, context):
     if event.get("fail"):
@@ -38,6 +38,18 @@ def handler(event, context):
     if "rawPath" in event:
         return {"statusCode": 201, "headers": {"x-path": event["rawPath"]}, "cookies": ["a=1"],
                 "body": json.dumps({"q": event.get("queryStringParameters"), "body": event.get("body")})}
+    if "tmp_mb" in event:
+        # EphemeralStorage: how much of a /tmp file fits.
+        written, full = 0, False
+        try:
+            with open("/tmp/big", "wb") as f:
+                for _ in range(event["tmp_mb"]):
+                    f.write(bytes(1 << 20))
+                    written += 1
+        except OSError as e:
+            full = e.errno == errno.ENOSPC
+        os.remove("/tmp/big")
+        return {"written_mb": written, "enospc": full}
     logging.getLogger("app").warning("warned %s", event.get("n"))
     return {"greeting": os.environ.get("GREETING"), "version": context.function_version, "event": event}
 '''
@@ -153,6 +165,17 @@ def config_updates(lam):
     report = [x for x in records if x.get("type") == "platform.report"][0]["record"]
     assert report["metrics"]["memorySizeMB"] == 256 and report["metrics"]["durationMs"] > 0, report
     print("JSON log:\n" + log)
+
+    # EphemeralStorage sizes /tmp (within MemorySize, which /tmp lives in).
+    lam.update_function_configuration(FunctionName=name, MemorySize=1024, Timeout=60, EphemeralStorage={"Size": 512})
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=WAIT)
+    out = invoke(lam, name, {"tmp_mb": 600})[1]
+    assert out == {"written_mb": 512, "enospc": True}, out
+    lam.update_function_configuration(FunctionName=name, EphemeralStorage={"Size": 1024})
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=WAIT)
+    assert lam.get_function_configuration(FunctionName=name)["EphemeralStorage"] == {"Size": 1024}
+    out = invoke(lam, name, {"tmp_mb": 600})[1]
+    assert out == {"written_mb": 600, "enospc": False}, out
     return name
 
 
