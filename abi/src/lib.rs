@@ -18,6 +18,7 @@
 /// Version of this ABI; the guest reports it in [`BootInfo`]-checked `Ready`.
 pub const ABI_VERSION: u32 = 4;
 
+pub mod addr;
 pub mod engine;
 pub mod net;
 

@@ -67,6 +67,7 @@ fn run(src: &Arc<VecSource>, huge: bool) -> Option<(Duration, u64)> {
         host_addr: thaw_pager::HostAddr(ram.addr()),
         len: LEN,
         backing,
+        keep_alive: None,
     };
     // SAFETY: fresh unpopulated mapping that outlives the handle; accessed by raw address only.
     let h = unsafe { Pager::start(region, src.clone(), PagerOptions::default()) }.ok()?;

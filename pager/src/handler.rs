@@ -1,8 +1,9 @@
 //! The per-VM fault handler: shared pager state ([`Core`]), block reads and installs, and the
 //! fault loop of the handler thread.
 
+use crate::error::PagerError;
 use crate::install::{self, Installed};
-use crate::pager::{PagerError, PagerOptions};
+use crate::options::PagerOptions;
 use crate::source::{ChunkKind, PageSource};
 use crate::stats::PagerStats;
 use crate::{Backing, GuestRegion, HostAddr};
@@ -24,7 +25,7 @@ pub(crate) struct Core {
     pub stats: PagerStats,
     pub error: Mutex<Option<PagerError>>,
     pub prefetch_error: Mutex<Option<PagerError>>,
-    on_fatal: Option<crate::pager::FatalCallback>,
+    on_fatal: Option<crate::options::FatalCallback>,
     recorder: Option<Mutex<(Vec<u32>, Vec<u64>)>>,
     installed: Vec<AtomicU64>,
     /// Serialises small-page fallbacks (see `back_with_small_pages`).

@@ -15,6 +15,7 @@ mod error;
 mod handler;
 mod huge;
 mod install;
+mod options;
 mod pager;
 mod prefetch;
 mod shared;
@@ -24,11 +25,13 @@ mod stats;
 #[cfg(test)]
 mod testutil;
 
+pub use error::PagerError;
 pub use huge::{
     free_huge_pages, hugetlbfs_dir, HugeError, HugeMemfd, Mapping, ThpRegion, HUGE_PAGE_SIZE,
 };
 pub use install::InstallError;
-pub use pager::{FatalCallback, Pager, PagerError, PagerHandle, PagerOptions, Registered};
+pub use options::{FatalCallback, PagerOptions};
+pub use pager::{Pager, PagerHandle, Registered};
 pub use shared::{PrivateMapping, SharedError, SharedImage};
 pub use smaps::{mapping_memory, present_blocks, private_anon_bytes, MappingMemory, SmapsError};
 pub use source::{ChunkKind, PageSource, SharedChunk, SourceError, VecSource};
@@ -39,21 +42,9 @@ use std::sync::Arc;
 /// Size of a base (small) host page.
 pub const SMALL_PAGE_SIZE: usize = 4096;
 
-/// A host virtual address (an address in the VMM process, not a guest-physical address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct HostAddr(pub usize);
-
-impl HostAddr {
-    /// The address `off` bytes above this one.
-    pub fn offset(self, off: usize) -> HostAddr {
-        HostAddr(self.0 + off)
-    }
-
-    /// The address as a raw pointer, for syscalls.
-    pub fn as_ptr(self) -> *mut libc::c_void {
-        self.0 as *mut libc::c_void
-    }
-}
+/// A host virtual address (an address in the VMM process, not a guest-physical address):
+/// the one type the VMM, the pager and the worker share.
+pub use thaw_abi::addr::HostAddr;
 
 /// What memory backs the guest RAM range, which decides the install ioctls and the page size.
 #[derive(Debug, Clone)]
@@ -81,7 +72,7 @@ impl Backing {
 }
 
 /// The host range of guest RAM the pager serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GuestRegion {
     /// Start of the mapping (aligned to the backing's page size).
     pub host_addr: HostAddr,
@@ -89,4 +80,20 @@ pub struct GuestRegion {
     pub len: usize,
     /// The kind of memory mapped there.
     pub backing: Backing,
+    /// What keeps the mapping alive (the owner's lease on it, e.g. the VMM's guest RAM
+    /// mapping): held until the pager's last thread is done with the range, so the range
+    /// stays mapped however the owner's other handles are dropped. `None` when the caller
+    /// guarantees the lifetime itself.
+    pub keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for GuestRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestRegion")
+            .field("host_addr", &self.host_addr)
+            .field("len", &self.len)
+            .field("backing", &self.backing)
+            .field("keep_alive", &self.keep_alive.is_some())
+            .finish()
+    }
 }

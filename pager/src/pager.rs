@@ -7,8 +7,9 @@
 //! user-mode access gets SIGSEGV, a kernel-mode access (KVM's guest-memory access, read(2),
 //! write(2)) gets EFAULT, so KVM_RUN returns EFAULT and the VMM ends the VM. Nothing hangs.
 
-pub use crate::error::PagerError;
+use crate::error::PagerError;
 use crate::handler::{self, Core};
+use crate::options::PagerOptions;
 use crate::prefetch::{self, Prefetcher};
 use crate::source::PageSource;
 use crate::stats::StatsSnapshot;
@@ -18,34 +19,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use userfaultfd::{FeatureFlags, RegisterMode, Uffd, UffdBuilder};
-
-/// Called once, from the handler thread, when the pager cannot serve a fault.
-pub type FatalCallback = Arc<dyn Fn(&PagerError) + Send + Sync>;
-
-/// Options for [`Pager::start`].
-#[derive(Clone, Default)]
-pub struct PagerOptions {
-    /// Record the chunk indices faults touch, in order, deduplicated.
-    pub record: bool,
-    /// Decompressed blocks the handler keeps (0 means the default, 4).
-    pub cache_blocks: usize,
-    /// Called when a fault cannot be served (the VMM stops the vCPU).
-    pub on_fatal: Option<FatalCallback>,
-    /// Threads [`PagerHandle::prefetch_blocking`] reads, decompresses and installs
-    /// blocks on (the caller's included); 0 means one per CPU, at most 4.
-    pub prefetch_threads: usize,
-}
-
-impl std::fmt::Debug for PagerOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PagerOptions")
-            .field("record", &self.record)
-            .field("cache_blocks", &self.cache_blocks)
-            .field("on_fatal", &self.on_fatal.is_some())
-            .field("prefetch_threads", &self.prefetch_threads)
-            .finish()
-    }
-}
 
 /// Entry point; see [`Pager::start`].
 #[derive(Debug)]
@@ -76,6 +49,13 @@ pub struct Registered {
     region: GuestRegion,
 }
 
+impl Registered {
+    /// The kind of memory the registered range holds.
+    pub fn backing(&self) -> &Backing {
+        &self.region.backing
+    }
+}
+
 impl std::fmt::Debug for Registered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registered")
@@ -104,7 +84,7 @@ impl Pager {
     /// # Safety
     /// - `region` is a live mapping of `region.len` bytes of the kind `region.backing` says,
     ///   aligned to its page size, that stays mapped until the handle (or the `Registered`)
-    ///   is dropped;
+    ///   is dropped (`region.keep_alive`, held that long, may be what keeps it mapped);
     /// - the caller hands the range's contents to the pager: pages present are never
     ///   overwritten, no Rust reference into the range is held while the pager fills it,
     ///   the pager may mprotect a block it cannot serve, and on hugetlb it may replace a
@@ -283,6 +263,7 @@ impl Drop for PagerHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::FatalCallback;
     use crate::testutil::*;
     use crate::{HugeMemfd, VecSource, HUGE_PAGE_SIZE};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -445,6 +426,7 @@ mod tests {
             host_addr: mem.addr(),
             len,
             backing: Backing::Hugetlb,
+            keep_alive: None,
         };
         // SAFETY: a fresh hugetlb mapping that outlives the handle, accessed by raw address only.
         let h = unsafe { Pager::start(region, src.clone(), PagerOptions::default()) }.unwrap();

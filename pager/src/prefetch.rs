@@ -14,9 +14,9 @@
 //! round), so reading, decompressing and copying proceed side by side; the first error
 //! stops the others taking more.
 
+use crate::error::PagerError;
 use crate::handler::{BlockData, Core};
 use crate::install;
-use crate::pager::PagerError;
 use crate::Backing;
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -229,6 +229,7 @@ mod tests {
             host_addr: m.addr(),
             len: m.len(),
             backing: Backing::SharedMemfd(image.clone()),
+            keep_alive: None,
         };
         // SAFETY: a fresh private mapping of the image that outlives the handle (callers drop
         // the handle first) and is accessed by raw address only.
@@ -309,6 +310,7 @@ mod tests {
             host_addr: m.addr(),
             len,
             backing: Backing::SharedMemfd(image.clone()),
+            keep_alive: None,
         };
         // SAFETY: as in clone_of.
         let h = unsafe { Pager::start(region, src, PagerOptions::default()) }.unwrap();

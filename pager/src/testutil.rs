@@ -134,6 +134,7 @@ pub fn start(
         host_addr: map.addr,
         len: map.len,
         backing: crate::Backing::Anonymous,
+        keep_alive: None,
     };
     // SAFETY: `map` is a fresh, unpopulated anonymous mapping that outlives the handle in every
     // test (tests drop the handle first) and is only accessed through raw addresses.

@@ -1,6 +1,7 @@
 //! Loads the static guest ELF: every PT_LOAD segment must fall inside the guest
 //! program's region of the layout; bss is zeroed.
 use crate::error::VmError;
+use crate::memory::GuestAddress;
 use crate::memory::GuestRam;
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use thaw_abi::layout;
@@ -25,8 +26,11 @@ pub fn load(ram: &GuestRam, image: &[u8]) -> Result<u64, VmError> {
         let file = image
             .get(ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize)
             .ok_or_else(|| VmError::BadElf("segment data past end of file".into()))?;
-        ram.write(ph.p_vaddr, file)?;
-        ram.zero(ph.p_vaddr + ph.p_filesz, ph.p_memsz - ph.p_filesz)?;
+        ram.write(GuestAddress(ph.p_vaddr), file)?;
+        ram.zero(
+            GuestAddress(ph.p_vaddr + ph.p_filesz),
+            ph.p_memsz - ph.p_filesz,
+        )?;
     }
     if !(layout::ELF_BASE..layout::ELF_END).contains(&elf.entry) {
         return Err(VmError::BadElf(format!(

@@ -49,6 +49,14 @@ pub enum VmError {
     Interrupted,
     #[error("the VM already failed and cannot run again")]
     Dead,
+    #[error(
+        "guest RAM is served by a pager: it can no longer be borrowed, remapped or paged again"
+    )]
+    RamPaged,
+    #[error("a pager cannot serve this guest RAM: {0}")]
+    PagerBacking(String),
+    #[error("starting the guest RAM's pager failed")]
+    Pager(#[source] thaw_pager::PagerError),
     #[error("payload of {len} bytes exceeds the {max}-byte limit")]
     PayloadTooLarge { len: u64, max: u64 },
 }

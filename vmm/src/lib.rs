@@ -2,7 +2,7 @@
 //!
 //! The guest is a freestanding program started at CPL3 in 64-bit mode (no guest
 //! kernel: on this platform kernel-mode guest code is emulated thousands of times
-//! slower). The VMM owns guest RAM ([`memory`]), the boot structures ([`setup`]),
+//! slower). The VMM owns guest RAM ([`memory`]; served by a userfaultfd pager: [`paged`]), the boot structures ([`setup`]),
 //! the ELF loader ([`elf`]), the exit loop and hypercall validation ([`vm`]), the
 //! timeout kick ([`kick`]) and vCPU state save/restore ([`state`]).
 pub mod asm;
@@ -11,13 +11,14 @@ pub mod error;
 pub mod kick;
 pub mod memory;
 pub mod net;
+pub mod paged;
 pub mod setup;
 pub mod state;
 pub mod vm;
 
 pub use error::VmError;
 pub use kick::{Deadline, Kicker};
-pub use memory::{Backing, GuestAddress, GuestRam, HostAddr};
+pub use memory::{Backing, GuestAddress, GuestRam, GuestRange, HostAddr};
 pub use net::{NetCall, NetHost, NetReply};
 pub use vm::{GuestEvent, NextInput, Response, Vm, VmConfig};
 

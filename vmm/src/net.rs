@@ -14,6 +14,7 @@
 //! 4. Call the host; it fills the output and returns a result or a negated errno.
 //! 5. Write the output (at most `len` bytes) and the result back to the guest.
 use crate::error::VmError;
+use crate::memory::GuestAddress;
 use std::time::{Duration, Instant};
 use thaw_abi::net::{buffer_direction, errno, op, NetMailbox, MAX_IO, MESSAGE_MAX};
 
@@ -95,7 +96,7 @@ impl crate::Vm {
     pub(crate) fn net_call(&mut self, end: Option<Instant>) -> Result<(), VmError> {
         let mb_addr = thaw_abi::Hypercall::Net.mailbox();
         // 1. The mailbox, every field checked.
-        let mut m: NetMailbox = self.ram.read_obj(mb_addr)?;
+        let mut m: NetMailbox = self.ram.read_obj(GuestAddress(mb_addr))?;
         if m.op == 0 || m.op > op::LAST {
             return Err(VmError::GuestHypercall(format!(
                 "unknown network op {}",
@@ -110,7 +111,7 @@ impl crate::Vm {
                     m.len
                 )));
             }
-            if self.ram.check(m.buf, m.len).is_err() {
+            if self.ram.check(GuestAddress(m.buf), m.len).is_err() {
                 return Err(VmError::GuestHypercall(format!(
                     "network buffer {:#x}+{} lies outside guest RAM",
                     m.buf, m.len
@@ -119,7 +120,7 @@ impl crate::Vm {
         }
         // 2. Input.
         let input = if takes_input {
-            self.ram.read_vec(m.buf, m.len)?
+            self.ram.read_vec(GuestAddress(m.buf), m.len)?
         } else {
             Vec::new()
         };
@@ -145,7 +146,7 @@ impl crate::Vm {
         // 5. Output and result.
         let out_len = if gives_output {
             let n = reply.out.len().min(m.len as usize);
-            self.ram.write(m.buf, &reply.out[..n])?;
+            self.ram.write(GuestAddress(m.buf), &reply.out[..n])?;
             n as u64
         } else {
             0
@@ -156,6 +157,6 @@ impl crate::Vm {
         m.out_len = out_len;
         m.message_len = msg_len as u64;
         m.message[..msg_len].copy_from_slice(&msg[..msg_len]);
-        self.ram.write_obj(mb_addr, &m)
+        self.ram.write_obj(GuestAddress(mb_addr), &m)
     }
 }

@@ -6,6 +6,7 @@
 //! 2 MiB below the stack stay unmapped, so a stack overflow faults (and, with no IDT,
 //! ends the VM) instead of corrupting memory.
 use crate::error::VmError;
+use crate::memory::GuestAddress;
 use crate::memory::GuestRam;
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs, kvm_xcrs};
 use kvm_ioctls::VcpuFd;
@@ -114,23 +115,23 @@ pub fn write_system_tables(ram: &GuestRam) -> Result<(), VmError> {
         tss_hi,
     ];
     for (i, e) in gdt.iter().enumerate() {
-        ram.write_obj(layout::GDT + 8 * i as u64, e)?;
+        ram.write_obj(GuestAddress(layout::GDT + 8 * i as u64), e)?;
     }
     // 2. TSS with an all-zero I/O permission bitmap (every port allowed) followed by
     //    the 0xff terminator byte.
-    ram.zero(layout::TSS, TSS_LIMIT + 1)?;
-    ram.write(layout::TSS + 0x66, &0x68u16.to_le_bytes())?;
-    ram.write(layout::TSS + TSS_LIMIT, &[0xff])?;
+    ram.zero(GuestAddress(layout::TSS), TSS_LIMIT + 1)?;
+    ram.write(GuestAddress(layout::TSS + 0x66), &0x68u16.to_le_bytes())?;
+    ram.write(GuestAddress(layout::TSS + TSS_LIMIT), &[0xff])?;
     // 3. PML4[0] -> PDPT; PDPT[g] -> PD g; PD entries map 2 MiB pages.
     ram.write_obj(
-        layout::PML4,
+        GuestAddress(layout::PML4),
         &(layout::PDPT | PTE_PRESENT | PTE_WRITE | PTE_USER),
     )?;
     let gib = ram.len().div_ceil(1 << 30);
     for g in 0..gib {
         let pd = layout::PD + g * 0x1000;
         ram.write_obj(
-            layout::PDPT + 8 * g,
+            GuestAddress(layout::PDPT + 8 * g),
             &(pd | PTE_PRESENT | PTE_WRITE | PTE_USER),
         )?;
     }
@@ -143,7 +144,7 @@ pub fn write_system_tables(ram: &GuestRam) -> Result<(), VmError> {
         } else {
             addr | PTE_PRESENT | PTE_WRITE | PTE_USER | PTE_HUGE
         };
-        ram.write_obj(layout::PD + 8 * page, &entry)?;
+        ram.write_obj(GuestAddress(layout::PD + 8 * page), &entry)?;
     }
     Ok(())
 }

@@ -247,7 +247,8 @@ mod tests {
             "RIP must be past the out"
         );
         let ram = GuestRam::new(32 << 20, crate::Backing::Anonymous).unwrap();
-        ram.write(0, vm.ram().as_slice()).unwrap();
+        ram.write(crate::GuestAddress(0), vm.ram_mut().bytes().unwrap())
+            .unwrap();
         let restored = Vm::restore(ram, &state).unwrap();
         let again = restored.vcpu().get_regs().unwrap();
         assert_eq!(again.rip, state.regs.rip);

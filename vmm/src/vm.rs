@@ -12,6 +12,7 @@
 //!    ends the VM with an error naming what the guest did.
 use crate::error::VmError;
 use crate::kick::Kicker;
+use crate::memory::GuestAddress;
 use crate::memory::{Backing, GuestRam};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::time::{Duration, Instant};
@@ -214,7 +215,7 @@ impl Vm {
         if code.len() as u64 > layout::ELF_END - layout::ELF_BASE {
             return Err(VmError::BadElf("flat image too large".into()));
         }
-        self.ram.write(layout::ELF_BASE, code)?;
+        self.ram.write(GuestAddress(layout::ELF_BASE), code)?;
         crate::setup::setup_vcpu(&self.vcpu, layout::ELF_BASE, self.avx)
     }
 
@@ -234,7 +235,7 @@ impl Vm {
     pub fn write_boot_info(&self, mut info: BootInfo) -> Result<(), VmError> {
         info.tsc_khz = self.tsc_khz;
         info.clock = self.clock_now();
-        self.ram.write_obj(layout::BOOT_INFO, &info)
+        self.ram.write_obj(GuestAddress(layout::BOOT_INFO), &info)
     }
 
     /// Takes the phases reported since the last call (`thaw_abi::phase` ids).
@@ -279,9 +280,10 @@ impl Vm {
         if let Some(net) = self.net.as_mut() {
             net.begin_invocation();
         }
-        self.ram.write(layout::REQUEST, input.header)?;
+        self.ram
+            .write(GuestAddress(layout::REQUEST), input.header)?;
         self.ram.write(
-            layout::REQUEST + layout::REQUEST_PAYLOAD_OFFSET,
+            GuestAddress(layout::REQUEST + layout::REQUEST_PAYLOAD_OFFSET),
             input.payload,
         )?;
         let mb = NextMailbox {
@@ -294,7 +296,8 @@ impl Vm {
             _pad: 0,
             ..Default::default()
         };
-        self.ram.write_obj(Hypercall::Next.mailbox(), &mb)
+        self.ram
+            .write_obj(GuestAddress(Hypercall::Next.mailbox()), &mb)
     }
 
     /// Runs the vCPU until the guest needs the host (see the module doc).
@@ -420,7 +423,7 @@ impl Vm {
                 "log length {len} exceeds the log buffer"
             )));
         }
-        let bytes = self.ram.read_vec(layout::LOG, len)?;
+        let bytes = self.ram.read_vec(GuestAddress(layout::LOG), len)?;
         self.log.extend_from_slice(&bytes);
         if self.log.len() > LOG_KEEP {
             let cut = self.log.len() - LOG_KEEP;
@@ -443,7 +446,7 @@ impl Vm {
         let body = if too_large {
             Vec::new()
         } else {
-            self.ram.read_vec(layout::RESPONSE, len)?
+            self.ram.read_vec(GuestAddress(layout::RESPONSE), len)?
         };
         Ok(Response {
             kind,
@@ -457,12 +460,12 @@ impl Vm {
         let mb = call.mailbox();
         match call {
             Hypercall::Log => {
-                let m: LogMailbox = self.ram.read_obj(mb)?;
+                let m: LogMailbox = self.ram.read_obj(GuestAddress(mb))?;
                 self.collect_log(m.len)?;
                 Ok(None)
             }
             Hypercall::Next => {
-                let m: NextMailbox = self.ram.read_obj(mb)?;
+                let m: NextMailbox = self.ram.read_obj(GuestAddress(mb))?;
                 self.collect_log(m.log_len)?;
                 self.guest_mem_peak = self.guest_mem_peak.max(m.mem_used.min(self.ram.len()));
                 if m.response_flags & NEXT_HAS_RESPONSE != 0 {
@@ -476,13 +479,13 @@ impl Vm {
                 Ok(Some(GuestEvent::Next))
             }
             Hypercall::Response => {
-                let m: ResponseMailbox = self.ram.read_obj(mb)?;
+                let m: ResponseMailbox = self.ram.read_obj(GuestAddress(mb))?;
                 self.collect_log(m.log_len)?;
                 let response = self.read_response(m.kind, m.len, m.truncated != 0)?;
                 Ok(Some(GuestEvent::Response(response)))
             }
             Hypercall::Phase => {
-                let m: PhaseMailbox = self.ram.read_obj(mb)?;
+                let m: PhaseMailbox = self.ram.read_obj(GuestAddress(mb))?;
                 if self.phases.len() < 64 {
                     self.phases.push((m.phase, std::time::Instant::now()));
                 }
@@ -492,12 +495,13 @@ impl Vm {
                 "network call outside the run loop".into(),
             )),
             Hypercall::Abort => {
-                let m: AbortMailbox = self.ram.read_obj(mb)?;
+                let m: AbortMailbox = self.ram.read_obj(GuestAddress(mb))?;
                 let _ = self.collect_log(m.log_len);
                 let len = m.len.min(thaw_abi::ABORT_MESSAGE_MAX);
-                let text = self
-                    .ram
-                    .read_vec(mb + std::mem::size_of::<AbortMailbox>() as u64, len)?;
+                let text = self.ram.read_vec(
+                    GuestAddress(mb + std::mem::size_of::<AbortMailbox>() as u64),
+                    len,
+                )?;
                 Err(VmError::GuestAbort {
                     message: String::from_utf8_lossy(&text).into_owned(),
                 })

@@ -2,45 +2,19 @@
 //!
 //! The guest runs wasmtime's runtime without a compiler, so the host compiles with
 //! Cranelift for target `x86_64-unknown-none` and exactly the guest's engine
-//! settings (`guest/src/engine.rs`). Results are cached by the module's content
-//! hash plus wasmtime's compatibility hash: a second cold boot skips compilation.
+//! settings (the engine comes from `thaw_guest_aot`, beside the guest). Results are
+//! cached by the module's content hash plus wasmtime's compatibility hash: a second
+//! cold boot skips compilation.
 use crate::error::WorkerError;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::Engine;
 
-/// CPU features compiled code may use: x86-64-v2 (every vCPU here has them; the
-/// guest CPUID hides LZCNT, so it stays off). The guest checks them at load.
-const CRANELIFT_FLAGS: [&str; 5] = [
-    "has_sse3",
-    "has_ssse3",
-    "has_sse41",
-    "has_sse42",
-    "has_popcnt",
-];
-
-/// Builds the engine whose output the guest can load.
+/// Builds the engine whose output the guest can load (its configuration is the guest
+/// engine's other half, `thaw_guest_aot`).
 pub fn guest_engine() -> Result<Engine, WorkerError> {
-    let err = |e: wasmtime::Error| WorkerError::Compile(e.into());
-    let mut c = Config::new();
-    c.target("x86_64-unknown-none").map_err(err)?;
-    c.cranelift_opt_level(OptLevel::Speed);
-    thaw_abi::apply_engine_settings!(&mut c);
-    for flag in CRANELIFT_FLAGS {
-        // SAFETY-equivalent note: enabling ISA flags is checked by the guest at load.
-        unsafe_flag(&mut c, flag);
-    }
-    Engine::new(&c).map_err(err)
-}
-
-#[allow(unsafe_code)]
-fn unsafe_flag(c: &mut Config, flag: &str) {
-    // SAFETY: an unknown flag makes Engine::new fail; a flag the vCPU lacks is
-    // refused by the guest's feature check before any code runs.
-    unsafe {
-        c.cranelift_flag_enable(flag);
-    }
+    thaw_guest_aot::guest_engine().map_err(|e| WorkerError::Compile(e.into()))
 }
 
 /// A compiled module image ready to place in guest RAM.

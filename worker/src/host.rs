@@ -1,10 +1,12 @@
 //! `Worker`: one host's view of a runtime, a snapshot store and local caches, with
 //! the high-level operations the CLI, the service and the benchmarks use.
 use crate::error::WorkerError;
-use crate::instance::{BootTimings, FunctionSpec, Instance};
+use crate::instance::{BootTimings, Instance};
 use crate::restore::{open_snapshot, restore, MemoryMode, OpenedSnapshot, RestoreTimings};
 use crate::runtime::Runtime;
-use crate::snapshot::{function_key, take_snapshot, SnapshotTimings};
+use crate::snapshot::{take_snapshot, SnapshotTimings};
+use crate::spec::FunctionSpec;
+use crate::state::function_key;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,7 +45,7 @@ pub struct Worker {
     runtime: Arc<Runtime>,
     store: Store,
     data: DataDir,
-    lazy: Arc<crate::lazy::LazyCaches>,
+    lazy: Arc<crate::restore::LazyCaches>,
     /// Egress policy and TLS roots for instances whose spec names none.
     net: thaw_net::NetContext,
 }
@@ -103,7 +105,7 @@ impl Worker {
     /// clone images, cached working sets): a restore through it sees a snapshot
     /// as a running service does once that snapshot's data left every cache.
     pub fn without_snapshot_caches(&self) -> Worker {
-        let lazy = crate::lazy::LazyCaches {
+        let lazy = crate::restore::LazyCaches {
             modules: self.lazy.modules.clone(),
             shells: self.lazy.shells.clone(),
             module_region: self.lazy.module_region,
@@ -244,7 +246,8 @@ impl Worker {
             return Ok((i, StartTimings::Boot(t)));
         }
         let t0 = Instant::now();
-        let (mut i, mut t) = restore(&self.store, snap, mode, &self.data.images(), &self.lazy)?;
+        let (restored, mut t) = restore(&self.store, snap, mode, &self.data.images(), &self.lazy)?;
+        let mut i = Instance::restored(restored, snap.spec.clone());
         i.attach_net(&self.net);
         t.total = t0.elapsed();
         Ok((i, StartTimings::Restore(t)))
@@ -261,7 +264,7 @@ impl Worker {
         let code_hash = spec.code.hash();
         let current = self
             .store
-            .current(&crate::snapshot::spec_key(spec))
+            .current(&crate::state::spec_key(spec))
             .map_err(WorkerError::Store)?;
         if let Some(id) = current {
             match self
@@ -308,12 +311,12 @@ impl Worker {
 }
 
 /// The lazy modes' caches, with the guest range the runtime's module occupies.
-fn lazy_caches(runtime: &Runtime) -> crate::lazy::LazyCaches {
+fn lazy_caches(runtime: &Runtime) -> crate::restore::LazyCaches {
     let lo = thaw_abi::layout::IMAGES;
     let hi =
         (lo + runtime.module.bytes.len() as u64).div_ceil(thaw_abi::PAGE_2M) * thaw_abi::PAGE_2M;
-    crate::lazy::LazyCaches {
-        module_region: Some((lo, hi)),
+    crate::restore::LazyCaches {
+        module_region: Some(thaw_vmm::GuestRange::new(lo, hi)),
         ..Default::default()
     }
 }

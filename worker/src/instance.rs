@@ -11,12 +11,14 @@
 //!    snapshots are taken. An init error instead ends the boot with `InitFailed`.
 use crate::error::WorkerError;
 use crate::function::FunctionCode;
-use crate::restore::MemoryMode;
+use crate::restore::mode::MemoryMode;
 use crate::runtime::{Runtime, GUEST_ELF};
+pub use crate::spec::{FunctionSpec, EPHEMERAL_MB, MIN_MEMORY_MB};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thaw_abi::{layout, phase, BootInfo, ResponseKind, BOOT_MAGIC, MAX_PAYLOAD, PAGE_2M};
+use thaw_vmm::GuestAddress;
 use thaw_vmm::{Deadline, GuestEvent, NextInput, Vm, VmConfig, VmError};
 
 /// The guest's engine heap: wasmtime's own structures (48 MiB, as measured with
@@ -25,12 +27,6 @@ use thaw_vmm::{Deadline, GuestEvent, NextInput, Vm, VmConfig, VmError};
 /// `/tmp`, socket buffers) the guest's allocator grows down from the top of the
 /// function's memory region, within MemorySize.
 const ENGINE_HEAP: u64 = 48 << 20;
-
-/// Lambda's EphemeralStorage bounds, in MB: `/tmp`'s size.
-pub const EPHEMERAL_MB: core::ops::RangeInclusive<u32> = 512..=10240;
-
-/// Smallest MemorySize (Lambda's minimum).
-pub const MIN_MEMORY_MB: u32 = 128;
 
 /// Where a booted guest's pieces go in guest RAM (see docs/MEMORY.md): the runtime
 /// image (module, files, configuration; shared, not charged), the engine heap, then
@@ -64,62 +60,6 @@ impl GuestLayout {
             memory_start,
             memory_end: memory_start + align_2m(u64::from(memory_mb) << 20),
         }
-    }
-}
-
-/// What to run and how.
-#[derive(Debug, Clone)]
-pub struct FunctionSpec {
-    pub name: String,
-    pub version: String,
-    pub handler: String,
-    pub memory_mb: u32,
-    /// EphemeralStorage: the most `/tmp` may hold, in MB. `/tmp` lives in guest
-    /// memory, so what it holds also counts against `memory_mb`.
-    pub ephemeral_mb: u32,
-    pub timeout: Duration,
-    /// Limit on boot + init.
-    pub init_timeout: Duration,
-    pub env: BTreeMap<String, String>,
-    pub region: String,
-    pub code: FunctionCode,
-    /// `on-demand`, `provisioned-concurrency` or `snap-start`.
-    pub initialization_type: String,
-    /// The egress policy and TLS roots its sockets use; `None`: the worker's
-    /// (which denies all egress unless configured).
-    pub net: Option<thaw_net::NetContext>,
-    /// Which configuration of the version this is (the registry's revision id): a
-    /// version changed in place (`$LATEST`) keeps one snapshot per configuration, so
-    /// the old one serves while the new one builds. Empty: the version's only one.
-    pub deployment: String,
-}
-
-impl FunctionSpec {
-    /// A spec with Lambda's defaults (128 MiB is too small for CPython here: 512).
-    pub fn new(name: &str, handler: &str, code: FunctionCode) -> Self {
-        Self {
-            name: name.into(),
-            version: "$LATEST".into(),
-            handler: handler.into(),
-            memory_mb: 512,
-            ephemeral_mb: *EPHEMERAL_MB.start(),
-            timeout: Duration::from_secs(3),
-            init_timeout: Duration::from_secs(60),
-            env: BTreeMap::new(),
-            region: "us-east-1".into(),
-            code,
-            initialization_type: "on-demand".into(),
-            net: None,
-            deployment: String::new(),
-        }
-    }
-
-    /// The function's ARN.
-    pub fn arn(&self) -> String {
-        format!(
-            "arn:aws:lambda:{}:000000000000:function:{}",
-            self.region, self.name
-        )
     }
 }
 
@@ -163,7 +103,7 @@ pub struct InvokeOutcome {
 pub struct Instance {
     /// The pager of a lazily restored VM; declared before `vm` so it stops before
     /// guest RAM is unmapped (fields drop in declaration order).
-    lazy: Option<crate::lazy::LazyMemory>,
+    lazy: Option<crate::restore::lazy::LazyMemory>,
     vm: Vm,
     spec: Arc<FunctionSpec>,
     ready: bool,
@@ -269,9 +209,10 @@ impl Instance {
 
         let t1 = Instant::now();
         vm.load_guest(GUEST_ELF)?;
-        vm.ram().write(layout::IMAGES, &runtime.module.bytes)?;
-        vm.ram().write(files_addr, &files)?;
-        vm.ram().write(config_addr, &config)?;
+        vm.ram()
+            .write(GuestAddress(layout::IMAGES), &runtime.module.bytes)?;
+        vm.ram().write(GuestAddress(files_addr), &files)?;
+        vm.ram().write(GuestAddress(config_addr), &config)?;
         vm.write_boot_info(BootInfo {
             magic: BOOT_MAGIC,
             abi_version: thaw_abi::ABI_VERSION,
@@ -335,23 +276,12 @@ impl Instance {
         }
     }
 
-    /// Wraps a VM restored from a snapshot taken in `Next`.
-    pub fn restored(vm: Vm, spec: Arc<FunctionSpec>) -> Self {
+    /// Wraps a VM restored from a snapshot taken in `Next` (with the pager that fills
+    /// its memory, in the lazy modes).
+    pub fn restored(restored: crate::restore::Restored, spec: Arc<FunctionSpec>) -> Self {
         Self {
-            lazy: None,
-            vm,
-            spec,
-            ready: true,
-            fresh_restore: true,
-            init_log: Vec::new(),
-        }
-    }
-
-    /// Wraps a VM whose memory a pager fills lazily.
-    pub fn restored_lazy(vm: Vm, spec: Arc<FunctionSpec>, lazy: crate::lazy::LazyMemory) -> Self {
-        Self {
-            lazy: Some(lazy),
-            vm,
+            lazy: restored.lazy,
+            vm: restored.vm,
             spec,
             ready: true,
             fresh_restore: true,

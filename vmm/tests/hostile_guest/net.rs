@@ -17,6 +17,7 @@ use thaw_abi::net::{errno, op, NetMailbox, MAX_IO};
 use thaw_abi::{layout, Hypercall};
 use thaw_net::{NetConfig, NetContext, NetStatsSnapshot, Resolver, Sockets};
 use thaw_vmm::asm::Asm;
+use thaw_vmm::GuestAddress;
 use thaw_vmm::{kvm_or_skip, GuestEvent, Vm, VmConfig, VmError};
 
 static NET_LOCK: Mutex<()> = Mutex::new(());
@@ -236,13 +237,13 @@ impl World {
         vm.set_net(Box::new(Sockets::new(&self.ctx)));
         let ram = vm.ram();
         for (i, (text, _, _)) in self.targets().iter().enumerate() {
-            ram.write(INPUTS + SLOT * i as u64, text.as_bytes())
+            ram.write(GuestAddress(INPUTS + SLOT * i as u64), text.as_bytes())
                 .unwrap();
         }
         let mut rng = Rng(0x5eed);
         let noise: Vec<u8> = (0..NOISE_LEN).map(|_| rng.next() as u8).collect();
-        ram.write(NOISE, &noise).unwrap();
-        ram.write(TLS_REQ, TLS_REQUEST).unwrap();
+        ram.write(GuestAddress(NOISE), &noise).unwrap();
+        ram.write(GuestAddress(TLS_REQ), TLS_REQUEST).unwrap();
         vm
     }
 
@@ -343,7 +344,9 @@ fn results(vm: &Vm, n: usize) -> Vec<i64> {
     (0..n)
         .map(|i| {
             let mut b = [0u8; 8];
-            vm.ram().read(RESULTS + 8 * i as u64, &mut b).unwrap();
+            vm.ram()
+                .read(GuestAddress(RESULTS + 8 * i as u64), &mut b)
+                .unwrap();
             i64::from_le_bytes(b)
         })
         .collect()
@@ -540,7 +543,9 @@ fn write_poll_lists(vm: &Vm, rng: &mut Rng) {
                 e
             })
             .collect();
-        vm.ram().write(POLLS + slot * POLL_STRIDE, &list).unwrap();
+        vm.ram()
+            .write(GuestAddress(POLLS + slot * POLL_STRIDE), &list)
+            .unwrap();
     }
 }
 

@@ -14,66 +14,37 @@
 //! RAM for the mode; 4. create the VM and load the vCPU state; 5. the instance is
 //! parked in `Next` and its first invocation carries fresh entropy, the wall clock
 //! and the `restored` flag (so the guest reseeds and runs after-restore hooks).
+//!
+//! Files: [`mode`] (the modes), [`eager`] (`eager`, `mmap`), [`lazy`] (the userfaultfd
+//! modes, as the five steps its doc lists), [`source`] (the pager's view of the store),
+//! [`images`] (images shared by clones: `shared` mode's, the runtime module's) and
+//! [`shells`] (VMs made ahead of time). A restore yields a [`Restored`] VM; the caller
+//! makes it an `Instance` (so this module does not depend on the instance it feeds).
 use crate::error::WorkerError;
 use crate::function::FunctionCode;
-use crate::instance::{FunctionSpec, Instance};
-use crate::snapshot::decode_state;
+use crate::spec::FunctionSpec;
+use crate::state::decode_state;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thaw_snapshotter::{Manifest, SnapshotId, Store};
-use thaw_vmm::{Backing, GuestRam, Vm};
+use thaw_vmm::Vm;
 
-/// How guest memory is provided on restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum MemoryMode {
-    Boot,
-    Eager,
-    Mmap,
-    Uffd,
-    UffdPrefetch,
-    Shared,
-}
+mod eager;
+pub mod images;
+pub mod lazy;
+pub mod mode;
+pub mod shells;
+pub mod source;
 
-impl MemoryMode {
-    /// Every mode, in benchmark order.
-    pub const ALL: [MemoryMode; 6] = [
-        Self::Boot,
-        Self::Eager,
-        Self::Mmap,
-        Self::Uffd,
-        Self::UffdPrefetch,
-        Self::Shared,
-    ];
+pub use lazy::{LazyCaches, LazyMemory};
+pub use mode::MemoryMode;
 
-    /// The CLI name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Boot => "boot",
-            Self::Eager => "eager",
-            Self::Mmap => "mmap",
-            Self::Uffd => "uffd",
-            Self::UffdPrefetch => "uffd+prefetch",
-            Self::Shared => "shared",
-        }
-    }
-}
-
-impl std::fmt::Display for MemoryMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for MemoryMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown memory mode {s:?} (one of boot, eager, mmap, uffd, uffd+prefetch, shared)"))
-    }
+/// A restored VM, parked in `Next`, and (lazy modes) the pager filling its RAM.
+#[derive(Debug)]
+pub struct Restored {
+    pub vm: Vm,
+    pub lazy: Option<LazyMemory>,
 }
 
 /// Where the time of a restore went.
@@ -123,19 +94,6 @@ pub fn open_snapshot(
     })
 }
 
-/// Fills fresh anonymous RAM with every chunk (the `eager` mode).
-fn eager_ram(store: &Store, manifest: &Manifest) -> Result<GuestRam, WorkerError> {
-    let mut ram = GuestRam::new(manifest.meta.memory_size, Backing::Anonymous)?;
-    for chunk in manifest.chunks() {
-        let Some(id) = chunk.id else { continue };
-        ram.fill_with(chunk.guest_addr, chunk.len, |dst| {
-            store.read_chunk_into(&id, dst)
-        })?
-        .map_err(|e| corrupt(store, manifest, e))?;
-    }
-    Ok(ram)
-}
-
 /// Marks the snapshot bad when a chunk fails verification.
 pub(crate) fn corrupt(
     store: &Store,
@@ -148,85 +106,41 @@ pub(crate) fn corrupt(
     WorkerError::Store(e)
 }
 
-/// Maps the decompressed memory file privately (the `mmap` mode), materialising it
-/// into `images_dir` on first use.
-fn mmap_ram(
-    store: &Store,
-    manifest: &Manifest,
-    images_dir: &Path,
-) -> Result<GuestRam, WorkerError> {
-    let path = images_dir.join(format!("{}.mem", manifest.id));
-    if !path.exists() {
-        std::fs::create_dir_all(images_dir).map_err(|source| WorkerError::Cache {
-            path: images_dir.display().to_string(),
-            source,
-        })?;
-        store
-            .materialize(&manifest.id, &path)
-            .map_err(|e| corrupt(store, manifest, e))?;
-    }
-    let file = std::fs::File::open(&path).map_err(|source| WorkerError::Cache {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let len = file
-        .metadata()
-        .map_err(|source| WorkerError::Cache {
-            path: path.display().to_string(),
-            source,
-        })?
-        .len();
-    if len != manifest.meta.memory_size {
-        return Err(WorkerError::Cache {
-            path: path.display().to_string(),
-            source: std::io::Error::other(format!(
-                "memory file has {len} bytes, expected {}",
-                manifest.meta.memory_size
-            )),
-        });
-    }
-    Ok(GuestRam::new(
-        len,
-        Backing::FilePrivate(std::os::fd::AsFd::as_fd(&file)),
-    )?)
-}
-
-/// Restores an instance from an opened snapshot (steps 3-5).
+/// Restores a VM from an opened snapshot (steps 3-5).
 pub fn restore(
     store: &Store,
     snap: &OpenedSnapshot,
     mode: MemoryMode,
     images_dir: &Path,
-    caches: &crate::lazy::LazyCaches,
-) -> Result<(Instance, RestoreTimings), WorkerError> {
+    caches: &LazyCaches,
+) -> Result<(Restored, RestoreTimings), WorkerError> {
     let t0 = Instant::now();
     if matches!(
         mode,
         MemoryMode::Uffd | MemoryMode::UffdPrefetch | MemoryMode::Shared
     ) {
-        let (vm, lazy, memory) = crate::lazy::lazy_restore(store, snap, mode, caches)?;
+        let (vm, lazy, memory) = lazy::lazy_restore(store, snap, mode, caches)?;
         let total = t0.elapsed();
-        let instance = Instance::restored_lazy(vm, snap.spec.clone(), lazy);
         let t = RestoreTimings {
             read_state: Duration::ZERO,
             memory,
             vm_restore: total - memory,
             total,
         };
-        return Ok((instance, t));
+        let lazy = Some(lazy);
+        return Ok((Restored { vm, lazy }, t));
     }
     let ram = match mode {
-        MemoryMode::Eager => eager_ram(store, &snap.manifest)?,
-        MemoryMode::Mmap => mmap_ram(store, &snap.manifest, images_dir)?,
+        MemoryMode::Eager => eager::eager_ram(store, &snap.manifest)?,
+        MemoryMode::Mmap => eager::mmap_ram(store, &snap.manifest, images_dir)?,
         other => return Err(WorkerError::ModeUnsupported(other.as_str())),
     };
     let memory = t0.elapsed();
     let t1 = Instant::now();
     let vm = Vm::restore(ram, &snap.vm_state)?;
     let vm_restore = t1.elapsed();
-    let instance = Instance::restored(vm, snap.spec.clone());
     Ok((
-        instance,
+        Restored { vm, lazy: None },
         RestoreTimings {
             read_state: Duration::ZERO,
             memory,
@@ -234,4 +148,10 @@ pub fn restore(
             total: t0.elapsed(),
         },
     ))
+}
+
+/// Prints a warning the first time one is raised in this process (later ones repeat it).
+pub(crate) fn warn_once(msg: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| eprintln!("thaw: warning: {msg}"));
 }
