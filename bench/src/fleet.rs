@@ -20,7 +20,8 @@
 //!
 //! The warm invokes go through the scheduler and the worker, not HTTP: the frontend's
 //! HTTP overhead is measured by `bench/service/density.py` against `thaw serve`.
-use crate::scenario::{Ctx, Sample};
+use crate::ctx::Ctx;
+use crate::sample::Sample;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::sync::Arc;

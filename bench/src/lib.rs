@@ -15,17 +15,21 @@
 #![forbid(unsafe_code)]
 pub mod cache;
 pub mod charts;
+pub mod ctx;
 pub mod fleet;
 pub mod net;
 pub mod provisioned;
 pub mod report;
+pub mod sample;
 pub mod scenario;
 pub mod stats;
 
 use anyhow::Context;
+use ctx::Ctx;
 use indicatif::{ProgressBar, ProgressStyle};
 use report::{Report, ScenarioResult, SweepPoint, Target};
-use scenario::{Ctx, Sample, Scenario};
+use sample::Sample;
+use scenario::Scenario;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -589,7 +593,7 @@ mod tests {
     use report::{ConfigInfo, FunctionInfo, HostInfo, SnapshotInfo};
 
     fn report(code: &str, cache: &str, p50: f64, sweep: Vec<SweepPoint>) -> Report {
-        let mut s = scenario::Sample {
+        let mut s = Sample {
             total: Duration::from_secs_f64(p50 / 1e3),
             ..Default::default()
         };

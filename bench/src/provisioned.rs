@@ -10,7 +10,8 @@
 //!    one request, lease-to-response (phases `lease` and `invoke`);
 //! 3. after each burst, a keep-warm tick with a zero TTL evicts the on-demand spillover instances,
 //!    so every burst finds only the provisioned pool warm (`burst - pool` requests restore).
-use crate::scenario::{Ctx, Sample};
+use crate::ctx::Ctx;
+use crate::sample::Sample;
 use anyhow::{bail, Context};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

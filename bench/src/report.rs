@@ -1,6 +1,6 @@
 //! The results of a run: the JSON document (schema `thaw-bench/1`; field names are stable, add
 //! fields rather than rename them), the Markdown table, and the within-run ratios.
-use crate::scenario::{MemorySample, PagerSample, Sample};
+use crate::sample::{MemorySample, PagerSample, Sample};
 use crate::stats::{median, ms, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;

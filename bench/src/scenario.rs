@@ -11,12 +11,13 @@
 //! 6. the instance is dropped (teardown is not timed).
 //!
 //! `warm`: one restored instance invoked repeatedly; each sample is one invoke.
+use crate::ctx::Ctx;
+use crate::sample::{MemorySample, PagerSample, Sample};
 use anyhow::{bail, Context};
-use serde::Serialize;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use thaw_snapshotter::SnapshotId;
-use thaw_worker::{Instance, InvokeRequest, MemoryMode, StartTimings, Worker};
+use thaw_worker::{Instance, InvokeRequest, MemoryMode, StartTimings};
 
 /// One benchmark scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,51 +96,6 @@ impl FromStr for Scenario {
     }
 }
 
-/// Pager counters of one lazily restored instance.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct PagerSample {
-    /// Faults served up to the end of the first invoke.
-    pub faults: u64,
-    /// Bytes installed before the vCPU ran (VMM areas + prefetched working set).
-    pub prefetch_bytes: u64,
-    /// Bytes installed by faults during the first invoke.
-    pub fault_bytes: u64,
-    /// Installs of zero chunks.
-    pub zero_installs: u64,
-    /// Total time the pager spent serving faults, in microseconds.
-    pub fault_us_total: u64,
-}
-
-/// Host memory of an idle instance's guest RAM mapping, in KiB (from /proc/self/smaps).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct MemorySample {
-    pub guest_kib: u64,
-    /// Resident small pages plus hugetlb pages (smaps does not count hugetlb in Rss).
-    pub rss_kib: u64,
-    pub pss_kib: u64,
-    /// Private small pages plus private hugetlb pages: what this clone holds alone.
-    pub private_kib: u64,
-    pub hugetlb_kib: u64,
-}
-
-/// One measured iteration.
-#[derive(Debug, Clone, Default)]
-pub struct Sample {
-    /// The headline: restore-to-first-response, or the invoke time for `warm`, or
-    /// lease-to-response for `provisioned`.
-    pub total: Duration,
-    /// `open_snapshot` (not in the headline).
-    pub open: Duration,
-    /// Phases in order; they sum to `total`.
-    pub phases: Vec<(&'static str, Duration)>,
-    pub pager: Option<PagerSample>,
-    /// Guest bytes written before the first response (eager: every data chunk; lazy: pager).
-    pub bytes_installed: Option<u64>,
-    pub memory: Option<MemorySample>,
-    /// `provisioned`: how the lease was served (`warm` or `restore`).
-    pub start: Option<&'static str>,
-}
-
 /// The baseline: the handler in a bare host `python3` (a fresh process per sample),
 /// from spawn to its printed result, the same event, with a Lambda-like context object. The function's files are written
 /// to a temporary directory first (the code may be a zip).
@@ -197,41 +153,6 @@ pub fn measure_host_python(
         });
     }
     Ok(out)
-}
-
-/// What a scenario run needs.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    pub worker: Worker,
-    pub evicted: bool,
-    pub request: InvokeRequest,
-}
-
-impl Ctx {
-    /// The worker for one iteration: with an evicted cache, a handle without the
-    /// snapshot's cached state (shared images, working sets); the runtime-wide
-    /// state a running service keeps (module image, VM shells) stays.
-    pub fn worker(&self) -> Worker {
-        if self.evicted {
-            self.worker.without_snapshot_caches()
-        } else {
-            self.worker.clone()
-        }
-    }
-
-    fn evict(&self, worker: &Worker, id: &SnapshotId) -> anyhow::Result<()> {
-        if !self.evicted {
-            return Ok(());
-        }
-        let manifest = worker
-            .store()
-            .manifest(id)
-            .context("reading the manifest to evict")?;
-        let data = worker.data();
-        crate::cache::evict_snapshot(&data.store(), &data.images(), &manifest)
-            .context("dropping the snapshot from the page cache")?;
-        Ok(())
-    }
 }
 
 /// Host memory of an instance's guest RAM.

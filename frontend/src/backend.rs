@@ -1,7 +1,7 @@
 //! What the service needs from the host's instances beyond the scheduler's
 //! [`InstanceFactory`]: registering versions, building them, invoking a leased instance, and how a
-//! fresh instance started. Implemented here for the worker's [`WorkerFactory`] (microVMs) and in
-//! [`crate::fake`] for the scheduler's fake (tests without KVM).
+//! fresh instance started. Implemented here for the worker's [`WorkerFactory`] (microVMs); tests
+//! without KVM implement it over the scheduler's fake.
 use std::future::Future;
 use std::sync::Arc;
 use thaw_scheduler::{FunctionVersion, InstanceFactory};

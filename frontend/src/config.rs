@@ -108,9 +108,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct FunctionCredentials {
     pub access_key_id: String,
-    pub secret_access_key: crate::auth::Secret,
+    pub secret_access_key: crate::auth::sigv4::Secret,
     #[serde(default)]
-    pub session_token: Option<crate::auth::Secret>,
+    pub session_token: Option<crate::auth::sigv4::Secret>,
 }
 
 /// `[egress]`: outbound connections from functions, denied unless allowed here.
@@ -175,7 +175,7 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct CredentialConfig {
     pub access_key_id: String,
-    pub secret_access_key: crate::auth::Secret,
+    pub secret_access_key: crate::auth::sigv4::Secret,
 }
 
 /// `[timeouts]`.

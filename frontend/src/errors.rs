@@ -176,9 +176,9 @@ impl From<ApiError> for tonic::Status {
     }
 }
 
-impl From<crate::auth::SigV4Error> for ApiError {
-    fn from(e: crate::auth::SigV4Error) -> Self {
-        use crate::auth::SigV4Error as S;
+impl From<crate::auth::sigv4::SigV4Error> for ApiError {
+    fn from(e: crate::auth::sigv4::SigV4Error) -> Self {
+        use crate::auth::sigv4::SigV4Error as S;
         let msg = e.to_string();
         match e {
             S::Missing => Self::MissingAuthenticationToken(msg),

@@ -21,7 +21,7 @@ impl<B: Backend> GrpcService<B> {
     /// The tonic server for `svc`.
     pub fn server(svc: Arc<Service<B>>) -> proto::thaw_server::ThawServer<Self> {
         proto::thaw_server::ThawServer::new(Self { svc })
-            .max_decoding_message_size(crate::http::MAX_BODY)
+            .max_decoding_message_size(crate::limits::MAX_BODY)
     }
 }
 

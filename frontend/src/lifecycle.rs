@@ -350,7 +350,7 @@ impl<B: Backend> Service<B> {
         req: CreateFunction,
     ) -> Result<Arc<VersionConfig>, ApiError> {
         validate_name(&req.name)?;
-        crate::deploy::check_tags(&req.tags)?;
+        crate::validate::tags(&req.tags)?;
         let (code_sha256, code_hex) = check_zip(&req.zip)?;
         let cfg = VersionConfig {
             name: req.name.clone(),

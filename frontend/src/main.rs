@@ -1,9 +1,7 @@
-//! The `thaw` command line.
+//! The `thaw` command line: its own commands (`run`, `snapshot`, `store`, `bench`) are in
+//! [`cli`]; `serve` is the frontend library's.
 #![forbid(unsafe_code)]
-mod bench_cli;
-mod paths;
-mod run;
-mod snapshot_cli;
+mod cli;
 
 use clap::{Parser, Subcommand};
 
@@ -18,26 +16,26 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Boot a function in a microVM, run init, invoke it and print the result.
-    Run(run::RunArgs),
+    Run(cli::run::RunArgs),
     /// Boot a function, run init and store a snapshot; prints the snapshot id.
-    Snapshot(snapshot_cli::SnapshotArgs),
+    Snapshot(cli::snapshot::SnapshotArgs),
     /// Inspect and maintain the snapshot store.
-    Store(snapshot_cli::StoreArgs),
+    Store(cli::snapshot::StoreArgs),
     /// Serve the Lambda-compatible HTTP API and the gRPC service.
     Serve(thaw_frontend::serve::ServeArgs),
     /// Benchmark cold starts per memory mode; writes JSON, Markdown and SVG charts.
-    Bench(bench_cli::BenchArgs),
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Bench(args) => bench_cli::bench(args),
-        Command::Snapshot(args) => snapshot_cli::snapshot(args),
-        Command::Store(args) => snapshot_cli::store(args),
+    let parsed = Cli::parse();
+    let result = match parsed.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::Bench(args) => cli::bench::bench(args),
+        Command::Snapshot(args) => cli::snapshot::snapshot(args),
+        Command::Store(args) => cli::snapshot::store(args),
         Command::Serve(args) => {
-            thaw_frontend::serve::main(args, paths::data_dir, paths::module_cache)
+            thaw_frontend::serve::main(args, cli::paths::data_dir, cli::paths::module_cache)
         }
     };
     match result {

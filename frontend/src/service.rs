@@ -1,5 +1,6 @@
 //! The service core both APIs call: the registry, the scheduler over a [`Backend`], metrics and
-//! logs, and the invoke path. Control-plane operations live in [`crate::lifecycle`].
+//! logs, and the invoke path. Control-plane operations (`lifecycle.rs`, `deploy.rs`), the async
+//! executor (`async_queue.rs`) and startup (`startup.rs`) build on it.
 //!
 //! Synchronous invoke:
 //! 1. Resolve the name and qualifier to a version; it must be `Active`.
@@ -9,13 +10,13 @@
 //!    released unhealthy (discarded, replaced if provisioned).
 //! 4. Render START/END/REPORT (with Init/Restore Duration on a cold start), print it, record
 //!    metrics, and return the body with the tail of the log if asked.
-use crate::async_queue;
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::errors::ApiError;
+use crate::limits::{MAX_ASYNC_PAYLOAD, MAX_SYNC_PAYLOAD};
 use crate::logs::{self, LogSink, Record};
 use crate::metrics::{Metrics, Observation};
-use crate::registry::{AsyncEvent, FunctionState, Registry, UpdateStatus, VersionConfig};
+use crate::registry::{AsyncEvent, FunctionState, Registry, VersionConfig};
 use crate::shapes::ArnBase;
 use base64::Engine;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +26,6 @@ use thaw_scheduler::{LeaseError, Scheduler, StartType, SystemClock};
 use thaw_snapshotter::KvStore;
 use thaw_worker::{InvokeRequest, WorkerError};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-
-/// Synchronous invocations carry at most 6 MiB.
-pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
-/// Asynchronous invocations carry at most 256 KiB.
-pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
 
 /// How a caller wants a function invoked (`X-Amz-Invocation-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,15 +86,15 @@ pub enum ServiceError {
 }
 
 impl<B: Backend> Service<B> {
-    /// Opens the registry in `kv`, builds the scheduler over `backend`, re-registers every
-    /// version, restarts interrupted builds, re-applies reserved and provisioned concurrency, and
-    /// starts the async executor with the queued events (its task is returned; it ends after
-    /// [`Service::stop`]). Must run inside a tokio runtime.
-    pub fn start(
+    /// Opens the registry in `kv` and builds the scheduler over `backend`; nothing runs yet.
+    /// Returns the receiving end of the async event channel for the executor.
+    /// [`Service::start`] (`startup.rs`) recovers what a previous process left and starts the
+    /// background work.
+    pub(crate) fn open(
         config: Config,
         backend: B,
         kv: Arc<dyn KvStore>,
-    ) -> Result<(Arc<Self>, JoinHandle<()>), ServiceError> {
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<AsyncEvent>), ServiceError> {
         let registry = Registry::open(kv)?;
         let scheduler = Scheduler::new(backend, SystemClock, config.scheduler_limits());
         let (tx, rx) = mpsc::unbounded_channel();
@@ -120,44 +115,7 @@ impl<B: Backend> Service<B> {
             stop: watch::channel(false).0,
             url_base: std::sync::OnceLock::new(),
         });
-        let _reaper = svc.scheduler.spawn_reaper(Duration::from_secs(1));
-        for cfg in svc.registry.all_versions() {
-            let interrupted = cfg.state == FunctionState::Pending
-                || cfg.last_update_status == UpdateStatus::InProgress;
-            let serving = cfg.serving();
-            if serving.state == FunctionState::Active {
-                if let Err(e) = svc.define(serving) {
-                    tracing::error!(function = %cfg.name, version = %cfg.version, error = %e, "cannot register version");
-                }
-            }
-            if interrupted {
-                svc.spawn_build(cfg);
-            }
-        }
-        for (name, n) in svc.registry.all_reserved() {
-            if let Err(e) = svc.scheduler.put_reserved(&name, n) {
-                tracing::error!(function = %name, error = %e, "cannot re-apply reserved concurrency");
-            }
-        }
-        for rec in svc.registry.all_provisioned() {
-            let fv =
-                thaw_scheduler::FunctionVersion::new(rec.function.clone(), rec.version.clone());
-            match svc.scheduler.put_provisioned(&fv, rec.requested) {
-                Ok(_) => {
-                    tracing::info!(fv = %fv, n = rec.requested, "re-applied provisioned concurrency")
-                }
-                Err(e) => {
-                    tracing::error!(fv = %fv, error = %e, "cannot re-apply provisioned concurrency")
-                }
-            }
-        }
-        let backlog = svc.registry.load_events()?;
-        svc.queued.store(backlog.len() as u64, Ordering::Relaxed);
-        if !backlog.is_empty() {
-            tracing::info!(events = backlog.len(), "resuming queued async events");
-        }
-        let executor = async_queue::spawn_executor(Arc::clone(&svc), rx, backlog);
-        Ok((svc, executor))
+        Ok((svc, rx))
     }
 
     /// Stops background work (the async executor; queued events stay stored).
@@ -193,6 +151,11 @@ impl<B: Backend> Service<B> {
     /// Events stored and not yet finished.
     pub fn queued_events(&self) -> u64 {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` events a previous process left stored (startup).
+    pub(crate) fn events_resumed(&self, n: usize) {
+        self.queued.store(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn event_finished(&self) {

@@ -111,7 +111,7 @@ async fn handle<B: Backend>(State(st): State<Arc<UrlState<B>>>, req: Request) ->
     let Some(url) = st.svc.registry.url_by_id(&url_id) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
-    let bytes = match http_body_util::Limited::new(body, crate::service::MAX_SYNC_PAYLOAD)
+    let bytes = match http_body_util::Limited::new(body, crate::limits::MAX_SYNC_PAYLOAD)
         .collect()
         .await
     {

@@ -1,7 +1,8 @@
 //! Lambda's input checks on function configuration, applied when a function is created: the
-//! handler string (`module.function`, Python identifiers, no dunders) and the environment (4 KB
-//! in total as Lambda measures it, key names, reserved keys, no NUL). Violations are
-//! `InvalidParameterValueException` with Lambda's wording where Lambda has one.
+//! handler string (`module.function`, Python identifiers, no dunders), the environment (4 KB
+//! in total as Lambda measures it, key names, reserved keys, no NUL) and the tags (also checked
+//! when tags change). Violations are `InvalidParameterValueException` with Lambda's wording
+//! where Lambda has one.
 use crate::errors::ApiError;
 use std::collections::BTreeMap;
 
@@ -109,6 +110,31 @@ pub fn handler(h: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Lambda's limit on tags per function.
+pub const MAX_TAGS: usize = 50;
+
+/// Tag keys 1-128 characters not starting with `aws:`, values at most 256.
+pub fn tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::InvalidParameter(format!(
+            "a function can have at most {MAX_TAGS} tags"
+        )));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 || k.starts_with("aws:") {
+            return Err(ApiError::InvalidParameter(format!(
+                "invalid tag key {k:?}: 1-128 characters, not starting with aws:"
+            )));
+        }
+        if v.chars().count() > 256 {
+            return Err(ApiError::InvalidParameter(format!(
+                "the value of tag {k:?} is longer than 256 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +203,17 @@ mod tests {
         environment(&env(&[("K1", &"v".repeat(MAX_ENV_BYTES - 9))])).unwrap();
         let e = environment(&env(&[("K1", &"v".repeat(MAX_ENV_BYTES - 8))])).unwrap_err();
         assert!(e.to_string().contains("4KB limit"), "{e}");
+    }
+
+    #[test]
+    fn test_tags() {
+        let t = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        tags(&t("team", "core")).unwrap();
+        assert!(tags(&t("aws:owner", "x")).is_err());
+        assert!(tags(&t("", "x")).is_err());
+        assert!(tags(&t("k", &"v".repeat(257))).is_err());
+        let many: BTreeMap<String, String> =
+            (0..51).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(tags(&many).is_err());
     }
 }

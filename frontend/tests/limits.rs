@@ -101,7 +101,7 @@ async fn every_error_path_is_lambda_json() {
     let msg = lambda_error(&r, 400, "InvalidParameterValueException");
     assert!(msg.contains("MaxItems"), "{msg}");
     // A body over the 80 MiB limit, on any route.
-    let huge = vec![b'{'; thaw_frontend::http::MAX_BODY + 1];
+    let huge = vec![b'{'; thaw_frontend::limits::MAX_BODY + 1];
     let r = http
         .req("POST", "/2015-03-31/functions", &[], huge.clone())
         .await;

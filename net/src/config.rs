@@ -3,6 +3,7 @@
 //! roots built once, the resolver) and the counters the service exports
 //! ([`NetStats`]).
 use crate::policy::{Policy, PolicyError};
+use crate::tls::ClientConfigs;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
@@ -138,14 +139,12 @@ pub struct NetContext {
 #[derive(Debug)]
 pub(crate) struct ContextInner {
     pub policy: Policy,
-    /// System roots (or webpki-roots when none load) plus the CA bundle.
-    pub roots: Arc<RootCertStore>,
     pub resolver: Arc<dyn Resolver>,
     pub max_sockets: usize,
     pub max_bytes: u64,
     pub stats: Arc<NetStats>,
-    /// TLS client configs already built, by what shaped them (see `tls::cached_config`).
-    pub tls_configs: crate::tls::ConfigCache,
+    /// The roots TLS verifies against and the client configs built from them.
+    pub tls: ClientConfigs,
 }
 
 impl NetContext {
@@ -170,12 +169,11 @@ impl NetContext {
         Ok(Self {
             inner: Arc::new(ContextInner {
                 policy,
-                roots: Arc::new(roots),
                 resolver,
                 max_sockets: config.max_sockets,
                 max_bytes: config.max_bytes_per_invocation,
                 stats: config.stats.clone(),
-                tls_configs: Default::default(),
+                tls: ClientConfigs::new(roots),
             }),
         })
     }
@@ -192,7 +190,7 @@ impl NetContext {
 
     /// How many trust anchors TLS verifies against by default.
     pub fn root_count(&self) -> usize {
-        self.inner.roots.len()
+        self.inner.tls.root_count()
     }
 }
 

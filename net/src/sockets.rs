@@ -529,7 +529,7 @@ impl Sockets {
         if sock.conn != Conn::Connected {
             return Err(fail(errno::ENOTCONN, "TLS needs a connected socket"));
         }
-        let tls = Tls::new(&ctx, &req, peer.ip()).map_err(from_fail)?;
+        let tls = Tls::new(&ctx.tls, &req, peer.ip()).map_err(from_fail)?;
         sock.tls = Some(Box::new(tls));
         Ok(NetReply::ok(0))
     }

@@ -2,8 +2,8 @@
 //! START_TLS request, the per-connection client config and verifiers, and the
 //! non-blocking record pump the socket table drives.
 //!
-//! Verification: the roots are the context's (system roots, or webpki-roots when
-//! none load, plus the config's `ca_bundle`) plus the PEMs in the request.
+//! Verification: the roots are the context's ([`ClientConfigs`]: system roots, or
+//! webpki-roots when none load, plus the config's `ca_bundle`) plus the PEMs in the request.
 //! `verify 0` accepts any certificate (handshake signatures are still checked);
 //! `check_hostname 0` verifies the chain but ignores the name.
 //!
@@ -11,7 +11,6 @@
 //! arrives, so `MSG_PEEK` works and readiness is exact: a socket is readable for
 //! the guest when plaintext is buffered, the peer closed, or the stream failed,
 //! never merely because a record (say a TLS 1.3 session ticket) arrived.
-use crate::config::ContextInner;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -131,7 +130,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// root store and verifier are built once, and sharing the config lets rustls
 /// resume TLS sessions across connections. Bounded; the oldest entry goes first.
 #[derive(Debug, Default)]
-pub(crate) struct ConfigCache(std::sync::Mutex<Vec<([u8; 32], Arc<ClientConfig>)>>);
+struct ConfigCache(std::sync::Mutex<Vec<([u8; 32], Arc<ClientConfig>)>>);
 
 /// Most configs one context keeps.
 const CONFIG_CACHE: usize = 32;
@@ -159,32 +158,53 @@ impl ConfigCache {
     }
 }
 
-/// The client config for `req`, from the context's cache or built now.
-pub(crate) fn cached_config(
-    ctx: &ContextInner,
-    req: &TlsRequest,
-) -> Result<Arc<ClientConfig>, Fail> {
-    let key = ConfigCache::key(req);
-    if let Some((_, config)) = ctx.tls_configs.lock().iter().find(|(k, _)| *k == key) {
-        return Ok(config.clone());
+/// The TLS client configs of one context: the roots it trusts and the configs already built
+/// from them, by what shaped them.
+#[derive(Debug)]
+pub(crate) struct ClientConfigs {
+    /// System roots (or webpki-roots when none load) plus the CA bundle.
+    roots: Arc<RootCertStore>,
+    cache: ConfigCache,
+}
+
+impl ClientConfigs {
+    /// Configs over `roots`, none built yet.
+    pub fn new(roots: RootCertStore) -> Self {
+        Self {
+            roots: Arc::new(roots),
+            cache: ConfigCache::default(),
+        }
     }
-    let config = Arc::new(client_config(ctx, req)?);
-    let mut cache = ctx.tls_configs.lock();
-    if cache.len() >= CONFIG_CACHE {
-        cache.remove(0);
+
+    /// How many trust anchors a request without its own CAs verifies against.
+    pub fn root_count(&self) -> usize {
+        self.roots.len()
     }
-    cache.push((key, config.clone()));
-    Ok(config)
+
+    /// The client config for `req`, from the cache or built now.
+    pub fn get(&self, req: &TlsRequest) -> Result<Arc<ClientConfig>, Fail> {
+        let key = ConfigCache::key(req);
+        if let Some((_, config)) = self.cache.lock().iter().find(|(k, _)| *k == key) {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(client_config(&self.roots, req)?);
+        let mut cache = self.cache.lock();
+        if cache.len() >= CONFIG_CACHE {
+            cache.remove(0);
+        }
+        cache.push((key, config.clone()));
+        Ok(config)
+    }
 }
 
 /// The client config for one connection.
-pub(crate) fn client_config(ctx: &ContextInner, req: &TlsRequest) -> Result<ClientConfig, Fail> {
+fn client_config(base: &Arc<RootCertStore>, req: &TlsRequest) -> Result<ClientConfig, Fail> {
     let provider = provider();
     // `verify 0` trusts nothing it is given, so the request's CAs are not added.
     let roots = if req.ca.is_empty() || !req.verify {
-        ctx.roots.clone()
+        base.clone()
     } else {
-        let mut roots = RootCertStore::clone(&ctx.roots);
+        let mut roots = RootCertStore::clone(base);
         for cert in &req.ca {
             roots
                 .add(cert.clone())
@@ -288,8 +308,8 @@ pub(crate) struct Tls {
 impl Tls {
     /// A client for `req` to the peer at `peer` (the name verified is the
     /// request's `server_name`, else the peer's address).
-    pub fn new(ctx: &ContextInner, req: &TlsRequest, peer: IpAddr) -> Result<Self, Fail> {
-        let config = cached_config(ctx, req)?;
+    pub fn new(configs: &ClientConfigs, req: &TlsRequest, peer: IpAddr) -> Result<Self, Fail> {
+        let config = configs.get(req)?;
         let name = match &req.server_name {
             Some(n) => ServerName::try_from(n.clone())
                 .map_err(|_| einval("TLS request: server_name is not a valid name"))?,

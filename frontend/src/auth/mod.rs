@@ -4,10 +4,10 @@
 //! takes a SigV4 signature, so Prometheus can scrape with a bearer token; a
 //! bearer secret travels in the clear, so off-host gRPC belongs behind TLS). Without credentials
 //! the service is anonymous, which `thaw serve` allows only on loopback addresses unless
-//! `allow_anonymous = true` (checked in [`crate::serve`]).
+//! `allow_anonymous = true` (checked when the server starts).
 //!
 //! The HTTP layer ([`http_layer`]) also reads every request body, capped at
-//! [`crate::http::MAX_BODY`], so a too-large body is one JSON `RequestTooLargeException` whatever
+//! [`MAX_BODY`], so a too-large body is one JSON `RequestTooLargeException` whatever
 //! the route, and the signature is checked over the bytes the handler will see.
 pub mod sigv4;
 
@@ -15,6 +15,7 @@ pub use sigv4::{Secret, SigV4Error, Verifier};
 
 use crate::config::AuthConfig;
 use crate::errors::ApiError;
+use crate::limits::MAX_BODY;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -104,15 +105,12 @@ pub async fn http_layer(State(auth): State<Auth>, req: Request, next: Next) -> R
             }
         }
     };
-    let bytes = match http_body_util::Limited::new(body, crate::http::MAX_BODY)
-        .collect()
-        .await
-    {
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return ApiError::RequestTooLarge(format!(
                 "Request must be smaller than {} bytes.",
-                crate::http::MAX_BODY
+                MAX_BODY
             ))
             .into_response()
         }

@@ -4,8 +4,9 @@
 use super::QualifierQuery;
 use crate::backend::Backend;
 use crate::errors::ApiError;
+use crate::limits::MAX_SYNC_PAYLOAD;
 use crate::names;
-use crate::service::{InvocationType, InvokeInput, Service, MAX_SYNC_PAYLOAD};
+use crate::service::{InvocationType, InvokeInput, Service};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

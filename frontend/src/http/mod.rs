@@ -10,6 +10,7 @@ mod policy;
 
 use crate::backend::Backend;
 use crate::errors::ApiError;
+use crate::limits::MAX_BODY;
 use crate::service::Service;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -18,9 +19,6 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::Deserialize;
 use std::sync::Arc;
-
-/// Largest request body accepted (a 50 MB zip, base64 in JSON).
-pub const MAX_BODY: usize = 80 << 20;
 
 /// The `Qualifier` query parameter.
 #[derive(Debug, Deserialize, Default)]

@@ -2,8 +2,10 @@
 //! ([`thaw_snapshotter::codec`]: magic, a kind per record type, format version, checksum)
 //! around its JSON. Records written before the codec (bare JSON, no `THAW` magic) still
 //! load, so an older data directory keeps working; they are rewritten framed when changed.
+//! Reserved concurrency was a bare decimal string then ([`decode_reserved`]).
 use super::{
-    Alias, AsyncEvent, EventInvokeConfig, Policy, ProvRecord, Result, UrlConfig, VersionConfig,
+    Alias, AsyncEvent, EventInvokeConfig, Policy, ProvRecord, ReservedRecord, Result, UrlConfig,
+    VersionConfig,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,6 +29,9 @@ impl Record for Alias {
 }
 impl Record for ProvRecord {
     const KIND: [u8; 4] = *b"RPRV";
+}
+impl Record for ReservedRecord {
+    const KIND: [u8; 4] = *b"RRES";
 }
 impl Record for AsyncEvent {
     const KIND: [u8; 4] = *b"REVT";
@@ -61,6 +66,21 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T> {
         return Ok(serde_json::from_slice(payload)?);
     }
     Ok(serde_json::from_slice(bytes)?)
+}
+
+/// `function`'s reserved concurrency as read from the store: framed, or the bare decimal
+/// string builds before the codec wrote (one that does not parse is ignored, as they ignored it).
+pub fn decode_reserved(function: &str, bytes: &[u8]) -> Result<Option<ReservedRecord>> {
+    if bytes.starts_with(&codec::MAGIC) {
+        return decode(bytes).map(Some);
+    }
+    Ok(String::from_utf8_lossy(bytes)
+        .parse()
+        .ok()
+        .map(|reserved| ReservedRecord {
+            function: function.into(),
+            reserved,
+        }))
 }
 
 #[cfg(test)]
@@ -101,9 +121,17 @@ mod tests {
         }
     }
 
+    fn reserved() -> ReservedRecord {
+        ReservedRecord {
+            function: "f".into(),
+            reserved: 5,
+        }
+    }
+
     #[test]
     fn test_every_record_type_round_trips() {
         assert_round_trip(&alias());
+        assert_round_trip(&reserved());
         assert_round_trip(&ProvRecord {
             function: "f".into(),
             version: "1".into(),
@@ -188,13 +216,23 @@ mod tests {
         2e32357d7d
     ";
 
-    #[test]
-    fn test_v1_alias_fixture_decodes_and_reencodes_identically() {
-        let fixture = hex(ALIAS_V1);
-        let bytes = encode(&alias()).unwrap();
+    /// `value` encodes to exactly the fixture's bytes and the fixture decodes to `value`;
+    /// returns the fixture's bytes.
+    fn assert_fixture<T: Record + PartialEq + std::fmt::Debug>(
+        fixture: &str,
+        value: &T,
+    ) -> Vec<u8> {
+        let fixture = hex(fixture);
+        let bytes = encode(value).unwrap();
         let shown: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(bytes, fixture, "encoded now: {shown}");
-        assert_eq!(decode::<Alias>(&fixture).unwrap(), alias());
+        assert_eq!(&decode::<T>(&fixture).unwrap(), value);
+        fixture
+    }
+
+    #[test]
+    fn test_v1_alias_fixture_decodes_and_reencodes_identically() {
+        assert_fixture(ALIAS_V1, &alias());
     }
 
     #[test]
@@ -206,5 +244,28 @@ mod tests {
         // A framed record of another kind is refused, not misread.
         let framed = encode(&alias()).unwrap();
         assert!(decode::<ProvRecord>(&framed).is_err());
+    }
+
+    /// The v1 bytes of [`reserved`] (kind `RRES`), as [`ALIAS_V1`] is for aliases.
+    const RESERVED_V1: &str = "
+        54484157 52524553 0100 0000 1d00000000000000
+        b7315bfae8af12c3e1ac5fe9415dc46103a3013a0b97163f415adb68fe68ca98
+        7b2266756e6374696f6e223a2266222c227265736572766564223a357d
+    ";
+
+    #[test]
+    fn test_v1_reserved_fixture_decodes_and_reencodes_identically() {
+        let fixture = assert_fixture(RESERVED_V1, &reserved());
+        assert_eq!(decode_reserved("f", &fixture).unwrap(), Some(reserved()));
+    }
+
+    #[test]
+    fn test_reserved_concurrency_from_before_the_codec_still_loads() {
+        // Earlier builds stored the bare decimal string.
+        assert_eq!(decode_reserved("f", b"5").unwrap(), Some(reserved()));
+        assert_eq!(decode_reserved("f", b"five").unwrap(), None);
+        // A framed record of another kind is refused, not misread.
+        let framed = encode(&alias()).unwrap();
+        assert!(decode_reserved("f", &framed).is_err());
     }
 }

@@ -3,76 +3,31 @@
 //! (RocksDB under the data directory in production; every write is synced) with an in-memory
 //! cache the invoke path reads.
 //!
-//! Keys (function names never contain `/`):
-//! Every record is JSON framed by thaw's versioned codec (`codec.rs`).
-//! - `v/<name>/<version>` -> [`VersionConfig`]; `$LATEST` or the version zero-padded to 10
-//!   digits, so `$LATEST` sorts first and numbers in order.
-//! - `c/<name>/<sha256 hex>` -> the code zip.
-//! - `a/<name>/<alias>` -> [`Alias`]; `p/<name>/<version>` -> [`ProvRecord`];
-//!   `r/<name>` -> reserved concurrency (decimal).
-//! - `e/<seq, 20 digits>` -> [`AsyncEvent`].
-//! - `t/<name>` -> the function's tags (a JSON object);
-//!   `i/<name>/<qualifier>` -> [`EventInvokeConfig`];
-//!   `u/<name>/<qualifier or "$LATEST">` -> [`UrlConfig`];
-//!   `y/<name>/<qualifier or "$LATEST">` -> [`Policy`].
+//! Every record is JSON framed by thaw's versioned codec (`codec.rs`); the key layout is in
+//! `keys.rs`.
 //!
 //! The records are in [`records`]; tags, event-invoke configs, URLs, policies and alias
-//! changes in `settings.rs`.
+//! changes in `settings.rs`; provisioned and reserved concurrency in `concurrency.rs`; the
+//! async event queue in `events.rs`; errors in `error.rs`.
 mod codec;
+mod concurrency;
+mod error;
+mod events;
+mod keys;
 mod records;
 mod settings;
 
+pub use error::RegistryError;
+use error::Result;
 pub use records::*;
 use settings::check_alias_versions;
 
+use keys::{prefix, qualifier_key, version_key};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use thaw_snapshotter::{KvError, KvOp, KvStore};
-
-/// What the registry could not do.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("Function not found: {0}")]
-    FunctionNotFound(String),
-    #[error("Function not found: {0}:{1}")]
-    VersionNotFound(String, String),
-    #[error("Alias not found: {0}:{1}")]
-    AliasNotFound(String, String),
-    #[error("Function already exist: {0}")]
-    FunctionExists(String),
-    #[error("Alias already exists: {0}:{1}")]
-    AliasExists(String, String),
-    /// The caller's `RevisionId` is not the resource's current one.
-    #[error("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")]
-    RevisionMismatch,
-    /// An update of the function is still being built.
-    #[error("The operation cannot be performed at this time. An update is in progress for resource: {0}")]
-    UpdateInProgress(String),
-    #[error("The function {0} doesn't have an EventInvokeConfig")]
-    EventInvokeConfigNotFound(String),
-    #[error("The resource you requested does not exist. (function URL of {0})")]
-    UrlNotFound(String),
-    #[error("Function URL already exists for {0}")]
-    UrlExists(String),
-    #[error("The resource you requested does not exist. (policy of {0})")]
-    PolicyNotFound(String),
-    #[error("The resource you requested does not exist. (statement {1} in the policy of {0})")]
-    StatementNotFound(String, String),
-    #[error("The statement id ({0}) provided already exists. Please provide a new statement id, or remove the existing statement.")]
-    StatementExists(String),
-    #[error("Unable to delete version {0} because the following aliases reference it: [{1}]")]
-    VersionInUse(String, String),
-    #[error("registry storage failed")]
-    Store(#[from] KvError),
-    #[error("registry record is corrupt")]
-    Decode(#[from] serde_json::Error),
-    #[error("registry record is corrupt")]
-    Codec(#[from] thaw_snapshotter::CodecError),
-}
-
-type Result<T> = std::result::Result<T, RegistryError>;
+use thaw_snapshotter::{KvOp, KvStore};
 
 #[derive(Debug, Default)]
 struct FunctionEntry {
@@ -99,27 +54,6 @@ pub struct Registry {
     next_event: AtomicU64,
 }
 
-/// `$LATEST`, or a version number zero-padded so keys sort numerically.
-fn version_key(version: &str) -> String {
-    match version.parse::<u64>() {
-        Ok(n) => format!("{n:010}"),
-        Err(_) => version.to_string(),
-    }
-}
-
-fn vkey(name: &str, version: &str) -> Vec<u8> {
-    format!("v/{name}/{}", version_key(version)).into_bytes()
-}
-
-/// The key part of a URL's (or any per-qualifier setting's) qualifier.
-fn url_key(qualifier: Option<&str>) -> String {
-    qualifier.unwrap_or("$LATEST").to_string()
-}
-
-fn ekey(seq: u64) -> Vec<u8> {
-    format!("e/{seq:020}").into_bytes()
-}
-
 /// A fresh revision id.
 pub fn revision_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -129,63 +63,63 @@ impl Registry {
     /// Loads everything from `kv`.
     pub fn open(kv: Arc<dyn KvStore>) -> Result<Self> {
         let mut cache: BTreeMap<String, FunctionEntry> = BTreeMap::new();
-        for (_, v) in kv.scan_prefix(b"v/")? {
+        for (_, v) in kv.scan_prefix(prefix::VERSION)? {
             let cfg: VersionConfig = codec::decode(&v)?;
             let entry = cache.entry(cfg.name.clone()).or_default();
             entry
                 .versions
                 .insert(version_key(&cfg.version), Arc::new(cfg));
         }
-        for (_, v) in kv.scan_prefix(b"a/")? {
+        for (_, v) in kv.scan_prefix(prefix::ALIAS)? {
             let alias: Alias = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&alias.function) {
                 e.aliases.insert(alias.name.clone(), alias);
             }
         }
-        for (_, v) in kv.scan_prefix(b"p/")? {
+        for (_, v) in kv.scan_prefix(prefix::PROVISIONED)? {
             let rec: ProvRecord = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&rec.function) {
                 e.provisioned.insert(rec.version.clone(), rec);
             }
         }
-        for (k, v) in kv.scan_prefix(b"r/")? {
-            let name = String::from_utf8_lossy(&k[2..]).into_owned();
-            let n = String::from_utf8_lossy(&v).parse().ok();
+        for (k, v) in kv.scan_prefix(prefix::RESERVED)? {
+            let name = keys::suffix(&k);
+            let rec = codec::decode_reserved(&name, &v)?;
             if let Some(e) = cache.get_mut(&name) {
-                e.reserved = n;
+                e.reserved = rec.map(|r| r.reserved);
             }
         }
-        for (k, v) in kv.scan_prefix(b"t/")? {
-            let name = String::from_utf8_lossy(&k[2..]).into_owned();
+        for (k, v) in kv.scan_prefix(prefix::TAGS)? {
+            let name = keys::suffix(&k);
             if let Some(e) = cache.get_mut(&name) {
                 e.tags = codec::decode(&v)?;
             }
         }
-        for (_, v) in kv.scan_prefix(b"i/")? {
+        for (_, v) in kv.scan_prefix(prefix::INVOKE_CONFIG)? {
             let c: EventInvokeConfig = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&c.function) {
                 e.invoke_configs.insert(c.qualifier.clone(), c);
             }
         }
         let mut url_ids = HashMap::new();
-        for (_, v) in kv.scan_prefix(b"y/")? {
+        for (_, v) in kv.scan_prefix(prefix::POLICY)? {
             let p: Policy = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&p.function) {
-                e.policies.insert(url_key(p.qualifier.as_deref()), p);
+                e.policies.insert(qualifier_key(p.qualifier.as_deref()), p);
             }
         }
-        for (_, v) in kv.scan_prefix(b"u/")? {
+        for (_, v) in kv.scan_prefix(prefix::URL)? {
             let u: UrlConfig = codec::decode(&v)?;
             if let Some(e) = cache.get_mut(&u.function) {
-                let q = url_key(u.qualifier.as_deref());
+                let q = qualifier_key(u.qualifier.as_deref());
                 url_ids.insert(u.url_id.clone(), (u.function.clone(), q.clone()));
                 e.urls.insert(q, u);
             }
         }
         let last = kv
-            .scan_prefix(b"e/")?
+            .scan_prefix(prefix::EVENT)?
             .last()
-            .and_then(|(k, _)| String::from_utf8_lossy(&k[2..]).parse::<u64>().ok());
+            .and_then(|(k, _)| keys::suffix(k).parse::<u64>().ok());
         Ok(Self {
             kv,
             cache: RwLock::new(cache),
@@ -201,11 +135,8 @@ impl Registry {
             return Err(RegistryError::FunctionExists(cfg.name));
         }
         self.kv.write(vec![
-            KvOp::Put(
-                format!("c/{}/{}", cfg.name, cfg.code_hex).into_bytes(),
-                zip.to_vec(),
-            ),
-            KvOp::Put(vkey(&cfg.name, &cfg.version), codec::encode(&cfg)?),
+            KvOp::Put(keys::code(&cfg.name, &cfg.code_hex), zip.to_vec()),
+            KvOp::Put(keys::version(&cfg.name, &cfg.version), codec::encode(&cfg)?),
         ])?;
         let cfg = Arc::new(cfg);
         let entry = cache.entry(cfg.name.clone()).or_default();
@@ -374,12 +305,12 @@ impl Registry {
             .ok_or_else(|| RegistryError::VersionNotFound(name.into(), version.into()))?;
         let mut cfg = (**old).clone();
         f(&mut cfg)?;
-        let mut ops = vec![KvOp::Put(vkey(name, version), codec::encode(&cfg)?)];
+        let mut ops = vec![KvOp::Put(
+            keys::version(name, version),
+            codec::encode(&cfg)?,
+        )];
         if let Some((hex, zip)) = code {
-            ops.push(KvOp::Put(
-                format!("c/{name}/{hex}").into_bytes(),
-                zip.to_vec(),
-            ));
+            ops.push(KvOp::Put(keys::code(name, hex), zip.to_vec()));
         }
         self.kv.write(ops)?;
         let cfg = Arc::new(cfg);
@@ -389,7 +320,7 @@ impl Registry {
 
     /// The code zip stored under `hex` for `name`.
     pub fn code(&self, name: &str, hex: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.kv.get(format!("c/{name}/{hex}").as_bytes())?)
+        Ok(self.kv.get(&keys::code(name, hex))?)
     }
 
     /// PublishVersion: a new immutable version from `$LATEST` (state Pending), or the newest
@@ -439,7 +370,7 @@ impl Registry {
         cfg.last_modified_ms = now_ms;
         cfg.revision_id = revision_id();
         self.kv
-            .put(&vkey(name, &cfg.version), &codec::encode(&cfg)?)?;
+            .put(&keys::version(name, &cfg.version), &codec::encode(&cfg)?)?;
         let cfg = Arc::new(cfg);
         entry
             .versions
@@ -455,8 +386,8 @@ impl Registry {
             .ok_or_else(|| RegistryError::FunctionNotFound(name.into()))?;
         let versions = entry.versions.values().map(|v| v.version.clone()).collect();
         let mut ops = vec![
-            KvOp::Delete(format!("r/{name}").into_bytes()),
-            KvOp::Delete(format!("t/{name}").into_bytes()),
+            KvOp::Delete(keys::reserved(name)),
+            KvOp::Delete(keys::tags(name)),
         ];
         let mut url_ids = self.url_ids.write();
         for u in entry.urls.values() {
@@ -497,9 +428,9 @@ impl Registry {
             ));
         }
         self.kv.write(vec![
-            KvOp::Delete(vkey(name, version)),
-            KvOp::Delete(format!("p/{name}/{version}").into_bytes()),
-            KvOp::Delete(format!("i/{name}/{version}").into_bytes()),
+            KvOp::Delete(keys::version(name, version)),
+            KvOp::Delete(keys::provisioned(name, version)),
+            KvOp::Delete(keys::invoke_config(name, version)),
         ])?;
         entry.versions.remove(&version_key(version));
         entry.provisioned.remove(version);
@@ -518,7 +449,7 @@ impl Registry {
         }
         check_alias_versions(entry, &alias)?;
         self.kv.put(
-            format!("a/{}/{}", alias.function, alias.name).as_bytes(),
+            &keys::alias(&alias.function, &alias.name),
             &codec::encode(&alias)?,
         )?;
         entry.aliases.insert(alias.name.clone(), alias.clone());
@@ -538,109 +469,9 @@ impl Registry {
             .ok_or_else(|| RegistryError::AliasNotFound(function.into(), name.into()))
     }
 
-    /// Records a provisioned-concurrency request.
-    pub fn put_provisioned(&self, rec: ProvRecord) -> Result<()> {
-        let mut cache = self.cache.write();
-        let entry = cache
-            .get_mut(&rec.function)
-            .ok_or_else(|| RegistryError::FunctionNotFound(rec.function.clone()))?;
-        self.kv.put(
-            format!("p/{}/{}", rec.function, rec.version).as_bytes(),
-            &codec::encode(&rec)?,
-        )?;
-        entry.provisioned.insert(rec.version.clone(), rec);
-        Ok(())
-    }
-
-    /// Forgets a provisioned-concurrency request; whether one existed.
-    pub fn delete_provisioned(&self, function: &str, version: &str) -> Result<bool> {
-        let mut cache = self.cache.write();
-        let entry = cache
-            .get_mut(function)
-            .ok_or_else(|| RegistryError::FunctionNotFound(function.into()))?;
-        let had = entry.provisioned.remove(version).is_some();
-        self.kv
-            .delete(format!("p/{function}/{version}").as_bytes())?;
-        Ok(had)
-    }
-
-    /// The provisioned record of one version.
-    pub fn provisioned(&self, function: &str, version: &str) -> Option<ProvRecord> {
-        self.cache
-            .read()
-            .get(function)?
-            .provisioned
-            .get(version)
-            .cloned()
-    }
-
-    /// All provisioned records (startup).
-    pub fn all_provisioned(&self) -> Vec<ProvRecord> {
-        self.cache
-            .read()
-            .values()
-            .flat_map(|e| e.provisioned.values().cloned())
-            .collect()
-    }
-
-    /// Sets (`Some`) or removes (`None`) a function's reserved concurrency.
-    pub fn set_reserved(&self, function: &str, n: Option<u32>) -> Result<()> {
-        let mut cache = self.cache.write();
-        let entry = cache
-            .get_mut(function)
-            .ok_or_else(|| RegistryError::FunctionNotFound(function.into()))?;
-        let key = format!("r/{function}").into_bytes();
-        match n {
-            Some(n) => self.kv.put(&key, n.to_string().as_bytes())?,
-            None => self.kv.delete(&key)?,
-        }
-        entry.reserved = n;
-        Ok(())
-    }
-
-    /// A function's reserved concurrency.
-    pub fn reserved(&self, function: &str) -> Option<u32> {
-        self.cache.read().get(function)?.reserved
-    }
-
-    /// All reserved settings (startup).
-    pub fn all_reserved(&self) -> Vec<(String, u32)> {
-        self.cache
-            .read()
-            .iter()
-            .filter_map(|(n, e)| Some((n.clone(), e.reserved?)))
-            .collect()
-    }
-
     /// Number of functions.
     pub fn function_count(&self) -> usize {
         self.cache.read().len()
-    }
-
-    /// Stores an event durably (synced) and assigns its `seq`.
-    pub fn enqueue_event(&self, mut event: AsyncEvent) -> Result<AsyncEvent> {
-        event.seq = self.next_event.fetch_add(1, Ordering::SeqCst);
-        self.kv.put(&ekey(event.seq), &codec::encode(&event)?)?;
-        Ok(event)
-    }
-
-    /// Rewrites an event (its attempt count).
-    pub fn update_event(&self, event: &AsyncEvent) -> Result<()> {
-        Ok(self.kv.put(&ekey(event.seq), &codec::encode(event)?)?)
-    }
-
-    /// Removes a finished event.
-    pub fn delete_event(&self, seq: u64) -> Result<()> {
-        Ok(self.kv.delete(&ekey(seq))?)
-    }
-
-    /// Every queued event, oldest first.
-    pub fn load_events(&self) -> Result<Vec<AsyncEvent>> {
-        let mut out = Vec::new();
-        for (_, v) in self.kv.scan_prefix(b"e/")? {
-            out.push(codec::decode(&v)?);
-        }
-        Ok(out)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The records the registry persists: a version's configuration, aliases, provisioned
-//! requests, queued async events, and the per-function settings deploy tools manage (tags,
-//! event-invoke configs, function URLs). Every field added after the first release is
+//! requests, reserved concurrency, queued async events, and the per-function settings deploy
+//! tools manage (tags, event-invoke configs, function URLs). Every field added after the first release is
 //! `#[serde(default)]`, so records written by an older thaw still load.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -251,6 +251,13 @@ pub struct ProvRecord {
     /// The qualifier it was put on (an alias or the version number).
     #[serde(default)]
     pub qualifier: Option<String>,
+}
+
+/// A function's reserved concurrency (`PutFunctionConcurrency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReservedRecord {
+    pub function: String,
+    pub reserved: u32,
 }
 
 /// A queued asynchronous invocation.

@@ -2,8 +2,8 @@
 //! listings, tags, event-invoke configs and function URLs. Each write is one synced batch
 //! and then the cache, under the cache's write lock.
 use super::{
-    url_key, version_key, Alias, EventInvokeConfig, FunctionEntry, Permission, Policy, Registry,
-    RegistryError, Result, UrlConfig,
+    keys, qualifier_key, version_key, Alias, EventInvokeConfig, FunctionEntry, Permission, Policy,
+    Registry, RegistryError, Result, UrlConfig,
 };
 use std::collections::BTreeMap;
 use thaw_snapshotter::KvOp;
@@ -19,22 +19,6 @@ pub(super) fn check_alias_versions(entry: &FunctionEntry, alias: &Alias) -> Resu
         }
     }
     Ok(())
-}
-
-fn akey(function: &str, name: &str) -> Vec<u8> {
-    format!("a/{function}/{name}").into_bytes()
-}
-
-fn ikey(function: &str, qualifier: &str) -> Vec<u8> {
-    format!("i/{function}/{qualifier}").into_bytes()
-}
-
-fn ukey(function: &str, qualifier: &str) -> Vec<u8> {
-    format!("u/{function}/{qualifier}").into_bytes()
-}
-
-fn ykey(function: &str, qualifier: &str) -> Vec<u8> {
-    format!("y/{function}/{qualifier}").into_bytes()
 }
 
 /// `RevisionId`, when the caller gave one, is the policy's current one.
@@ -90,7 +74,7 @@ impl Registry {
             alias.revision_id = super::revision_id();
             check_alias_versions(entry, &alias)?;
             self.kv
-                .put(&akey(function, name), &super::codec::encode(&alias)?)?;
+                .put(&keys::alias(function, name), &super::codec::encode(&alias)?)?;
             entry.aliases.insert(name.to_string(), alias.clone());
             Ok(alias)
         })
@@ -104,9 +88,9 @@ impl Registry {
                 return Ok(false);
             };
             let mut ops = vec![
-                KvOp::Delete(akey(function, name)),
-                KvOp::Delete(ikey(function, name)),
-                KvOp::Delete(ukey(function, name)),
+                KvOp::Delete(keys::alias(function, name)),
+                KvOp::Delete(keys::invoke_config(function, name)),
+                KvOp::Delete(keys::url(function, name)),
             ];
             let prov = entry
                 .provisioned
@@ -114,9 +98,7 @@ impl Registry {
                 .filter(|p| p.qualifier.as_deref() == Some(name))
                 .is_some();
             if prov {
-                ops.push(KvOp::Delete(
-                    format!("p/{function}/{}", alias.version).into_bytes(),
-                ));
+                ops.push(KvOp::Delete(keys::provisioned(function, &alias.version)));
             }
             self.kv.write(ops)?;
             if prov {
@@ -165,7 +147,7 @@ impl Registry {
             for k in remove {
                 tags.remove(k);
             }
-            let key = format!("t/{function}").into_bytes();
+            let key = keys::tags(function);
             if tags.is_empty() {
                 self.kv.delete(&key)?;
             } else {
@@ -179,8 +161,10 @@ impl Registry {
     /// Stores an event-invoke config (Put replaces, Update merges: the caller decides).
     pub fn put_invoke_config(&self, c: EventInvokeConfig) -> Result<EventInvokeConfig> {
         self.with_entry(&c.function.clone(), |entry| {
-            self.kv
-                .put(&ikey(&c.function, &c.qualifier), &super::codec::encode(&c)?)?;
+            self.kv.put(
+                &keys::invoke_config(&c.function, &c.qualifier),
+                &super::codec::encode(&c)?,
+            )?;
             entry.invoke_configs.insert(c.qualifier.clone(), c.clone());
             Ok(c)
         })
@@ -207,7 +191,7 @@ impl Registry {
                     "{function}:{qualifier}"
                 )));
             }
-            self.kv.delete(&ikey(function, qualifier))?;
+            self.kv.delete(&keys::invoke_config(function, qualifier))?;
             entry.invoke_configs.remove(qualifier);
             Ok(())
         })
@@ -215,7 +199,7 @@ impl Registry {
 
     /// CreateFunctionUrlConfig: one URL per function and qualifier.
     pub fn create_url(&self, u: UrlConfig) -> Result<UrlConfig> {
-        let q = url_key(u.qualifier.as_deref());
+        let q = qualifier_key(u.qualifier.as_deref());
         self.with_entry(&u.function.clone(), |entry| {
             if entry.urls.contains_key(&q) {
                 return Err(RegistryError::UrlExists(format!("{}:{q}", u.function)));
@@ -229,7 +213,7 @@ impl Registry {
                 }
             }
             self.kv
-                .put(&ukey(&u.function, &q), &super::codec::encode(&u)?)?;
+                .put(&keys::url(&u.function, &q), &super::codec::encode(&u)?)?;
             self.url_ids
                 .write()
                 .insert(u.url_id.clone(), (u.function.clone(), q.clone()));
@@ -245,7 +229,7 @@ impl Registry {
         qualifier: Option<&str>,
         change: impl FnOnce(&mut UrlConfig),
     ) -> Result<UrlConfig> {
-        let q = url_key(qualifier);
+        let q = qualifier_key(qualifier);
         self.with_entry(function, |entry| {
             let mut u = entry
                 .urls
@@ -254,7 +238,7 @@ impl Registry {
                 .ok_or_else(|| RegistryError::UrlNotFound(format!("{function}:{q}")))?;
             change(&mut u);
             self.kv
-                .put(&ukey(function, &q), &super::codec::encode(&u)?)?;
+                .put(&keys::url(function, &q), &super::codec::encode(&u)?)?;
             entry.urls.insert(q, u.clone());
             Ok(u)
         })
@@ -262,7 +246,7 @@ impl Registry {
 
     /// GetFunctionUrlConfig.
     pub fn url(&self, function: &str, qualifier: Option<&str>) -> Result<UrlConfig> {
-        let q = url_key(qualifier);
+        let q = qualifier_key(qualifier);
         self.read_entry(function, |e| e.urls.get(&q).cloned())?
             .ok_or_else(|| RegistryError::UrlNotFound(format!("{function}:{q}")))
     }
@@ -280,7 +264,7 @@ impl Registry {
         statement: Permission,
         revision: Option<&str>,
     ) -> Result<Policy> {
-        let q = url_key(qualifier);
+        let q = qualifier_key(qualifier);
         self.with_entry(function, |entry| {
             check_policy_revision(entry.policies.get(&q), revision)?;
             let mut policy = entry.policies.get(&q).cloned().unwrap_or_else(|| Policy {
@@ -295,7 +279,7 @@ impl Registry {
             policy.statements.push(statement);
             policy.revision_id = super::revision_id();
             self.kv
-                .put(&ykey(function, &q), &super::codec::encode(&policy)?)?;
+                .put(&keys::policy(function, &q), &super::codec::encode(&policy)?)?;
             entry.policies.insert(q, policy.clone());
             Ok(policy)
         })
@@ -303,7 +287,7 @@ impl Registry {
 
     /// GetPolicy.
     pub fn policy(&self, function: &str, qualifier: Option<&str>) -> Result<Policy> {
-        let q = url_key(qualifier);
+        let q = qualifier_key(qualifier);
         self.read_entry(function, |e| e.policies.get(&q).cloned())?
             .ok_or_else(|| RegistryError::PolicyNotFound(format!("{function}:{q}")))
     }
@@ -317,7 +301,7 @@ impl Registry {
         sid: &str,
         revision: Option<&str>,
     ) -> Result<()> {
-        let q = url_key(qualifier);
+        let q = qualifier_key(qualifier);
         self.with_entry(function, |entry| {
             let mut policy = entry
                 .policies
@@ -334,12 +318,12 @@ impl Registry {
                 })?;
             policy.statements.remove(at);
             if policy.statements.is_empty() {
-                self.kv.delete(&ykey(function, &q))?;
+                self.kv.delete(&keys::policy(function, &q))?;
                 entry.policies.remove(&q);
             } else {
                 policy.revision_id = super::revision_id();
                 self.kv
-                    .put(&ykey(function, &q), &super::codec::encode(&policy)?)?;
+                    .put(&keys::policy(function, &q), &super::codec::encode(&policy)?)?;
                 entry.policies.insert(q, policy);
             }
             Ok(())
@@ -348,13 +332,13 @@ impl Registry {
 
     /// DeleteFunctionUrlConfig.
     pub fn delete_url(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
-        let q = url_key(qualifier);
+        let q = qualifier_key(qualifier);
         self.with_entry(function, |entry| {
             let u = entry
                 .urls
                 .get(&q)
                 .ok_or_else(|| RegistryError::UrlNotFound(format!("{function}:{q}")))?;
-            self.kv.delete(&ukey(function, &q))?;
+            self.kv.delete(&keys::url(function, &q))?;
             self.url_ids.write().remove(&u.url_id);
             entry.urls.remove(&q);
             Ok(())

@@ -1,37 +1,13 @@
 //! `thaw run`: boot (or restore) one instance, invoke it, print the result JSON on
 //! stdout (exit 0) or the error JSON (exit 1); phase timings go to stderr.
+use super::worker::{fail, load_spec, open_worker, SpecArgs};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use thaw_worker::{
-    FunctionCode, FunctionSpec, Instance, InvokeRequest, MemoryMode, StartTimings, WorkerError,
-};
-
-/// What function to run and with which configuration.
-#[derive(Debug, Args)]
-pub struct SpecArgs {
-    /// Function code: a zip file or a directory with the handler module at its root.
-    pub code: Option<PathBuf>,
-    /// Handler as module.function.
-    #[arg(long, default_value = "app.handler")]
-    pub handler: String,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    pub memory_mb: u32,
-    /// EphemeralStorage in MiB: the most `/tmp` may hold (512-10240; its bytes also
-    /// count against the memory size).
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(512..=10240))]
-    pub ephemeral_mb: u32,
-    /// Function timeout in seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub timeout: f64,
-    /// Function environment variables, KEY=VALUE.
-    #[arg(long = "env", value_parser = parse_kv)]
-    pub env: Vec<(String, String)>,
-}
+use thaw_worker::{Instance, InvokeRequest, MemoryMode, StartTimings};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -71,40 +47,8 @@ fn net_context(args: &RunArgs) -> anyhow::Result<thaw_net::NetContext> {
     thaw_net::NetContext::new(&config).context("bad --allow-net or --ca-bundle")
 }
 
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-/// Prints a failure as Lambda error JSON and returns exit code 1.
-pub fn fail(e: &WorkerError) -> ExitCode {
-    let log = String::from_utf8_lossy(e.log());
-    if !log.is_empty() {
-        eprint!("{log}");
-    }
-    println!("{}", String::from_utf8_lossy(&e.to_error_json()));
-    ExitCode::from(1)
-}
-
-/// Builds a spec from the flags (the code path is required here).
-pub fn load_spec(args: &SpecArgs) -> Result<FunctionSpec, WorkerError> {
-    let path = args.code.clone().unwrap_or_default();
-    let code = FunctionCode::load(&path)?;
-    let name = path
-        .file_stem()
-        .map_or("function".into(), |s| s.to_string_lossy().into_owned());
-    let mut spec = FunctionSpec::new(&name, &args.handler, code);
-    spec.memory_mb = args.memory_mb;
-    spec.ephemeral_mb = args.ephemeral_mb;
-    spec.timeout = Duration::from_secs_f64(args.timeout);
-    spec.env.extend(args.env.iter().cloned());
-    spec.code.check_handler(&spec.handler)?;
-    Ok(spec)
 }
 
 fn print_start(t: &StartTimings, mode: MemoryMode) {
@@ -136,7 +80,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let id: thaw_snapshotter::SnapshotId = id
             .parse()
             .map_err(|e| anyhow::anyhow!("bad snapshot id {id:?}: {e}"))?;
-        let mut worker = crate::snapshot_cli::open_worker(args.data.clone())?;
+        let mut worker = open_worker(args.data.clone())?;
         worker.set_net(net);
         let snap = match worker.open_snapshot(&id, None) {
             Ok(s) => s,
@@ -154,8 +98,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(s) => s,
             Err(e) => return Ok(fail(&e)),
         };
-        let mut worker =
-            crate::snapshot_cli::open_worker(args.data.clone()).context("opening the worker")?;
+        let mut worker = open_worker(args.data.clone()).context("opening the worker")?;
         worker.set_net(net);
         let m = &worker.runtime().module;
         eprintln!(

@@ -1,12 +1,12 @@
 //! `thaw snapshot` (boot + init + snapshot a function) and `thaw store
 //! stats|verify|gc` (the snapshot store's maintenance).
-use crate::run::{load_spec, SpecArgs};
+use super::paths;
+use super::worker::{fail, load_spec, open_worker, spinner, SpecArgs};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use thaw_worker::{DataDir, Worker};
+use thaw_worker::DataDir;
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
@@ -36,29 +36,10 @@ pub enum StoreCommand {
     Gc,
 }
 
-/// A spinner for work that takes a while (hidden when stderr is not a terminal).
-pub fn spinner(msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"),
-    );
-    pb.set_message(msg.to_string());
-    pb.enable_steady_tick(Duration::from_millis(100));
-    pb
-}
-
-pub fn open_worker(data: Option<PathBuf>) -> anyhow::Result<Worker> {
-    let data = DataDir::new(crate::paths::data_dir(data));
-    let pb = spinner("loading the python3.12 runtime (first use precompiles it, ~10-30 s)");
-    let worker = Worker::open(data, &thaw_worker::runtime::default_runtime_dir());
-    pb.finish_and_clear();
-    Ok(worker?)
-}
-
 pub fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     let spec = match load_spec(&args.spec) {
         Ok(s) => s,
-        Err(e) => return Ok(crate::run::fail(&e)),
+        Err(e) => return Ok(fail(&e)),
     };
     let worker = open_worker(args.data)?;
     let pb = spinner(&format!(
@@ -69,7 +50,7 @@ pub fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     pb.finish_and_clear();
     let (id, t) = match result {
         Ok(v) => v,
-        Err(e) => return Ok(crate::run::fail(&e)),
+        Err(e) => return Ok(fail(&e)),
     };
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     eprintln!(
@@ -90,7 +71,7 @@ pub fn snapshot(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let data = DataDir::new(crate::paths::data_dir(args.data));
+    let data = DataDir::new(paths::data_dir(args.data));
     let store = thaw_snapshotter::Store::open(&data.store())?;
     match args.command {
         StoreCommand::Stats => {

@@ -82,7 +82,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         sweep_memory: args.sweep_memory,
         sweep_iterations: args.sweep_iterations,
         event: args.event,
-        data_dir: crate::paths::data_dir(args.data),
+        data_dir: super::paths::data_dir(args.data),
         runtime_dir: thaw_worker::runtime::default_runtime_dir(),
         warm_invokes: args.warm_invokes,
         pool: args.pool,
