@@ -1,5 +1,5 @@
 //! The trait the scheduler drives to create and destroy instances. `worker/` implements it with
-//! snapshot restores; tests implement it with [`crate::fake::FakeFactory`]. The scheduler never
+//! snapshot restores; tests implement it with `fake::FakeFactory`. The scheduler never
 //! learns what an instance is.
 
 use std::error::Error as StdError;

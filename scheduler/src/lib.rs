@@ -8,6 +8,11 @@
 //! [`InstanceFactory`] trait that `worker/` implements, and reads time through a [`Clock`] so the
 //! policy is unit-testable with [`FakeClock`] and [`fake::FakeFactory`].
 //!
+//! Layers, each depending only on those above it: `ids`, `clock`, `factory` (the trait);
+//! `model/` (data types: knobs, verdicts, errors, stats); `state/` (the synchronous ledger under
+//! one lock: pools, counting, placement); `scheduler/` (the async engine: leases, provisioned
+//! restores, reserved concurrency, keep-warm, stats).
+//!
 //! Choices worth knowing:
 //! - Lease order (Lambda's): a free provisioned instance, then an on-demand slot from the
 //!   function's reserved concurrency or else the account's unreserved pool, then a warm idle
@@ -38,23 +43,15 @@ mod clock;
 mod factory;
 pub mod fake;
 mod ids;
-mod keep_warm;
-mod lease;
-mod limits;
-mod placement;
-mod pool;
-mod provisioned;
+mod model;
 mod scheduler;
 mod state;
-mod stats;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use factory::{FactoryError, InstanceFactory, RestoreKind};
 pub use ids::{FunctionVersion, InstanceId};
-pub use keep_warm::TickReport;
-pub use lease::{Lease, LeaseError, StartType};
-pub use limits::{Admission, Limits, ReservedError, ThrottleReason};
-pub use placement::PlacementError;
-pub use provisioned::{ProvisionedConfig, ProvisionedError, ProvisionedStatus};
-pub use scheduler::Scheduler;
-pub use stats::{PoolCounters, PoolStats, SchedulerStats};
+pub use model::{
+    Admission, LeaseError, Limits, PlacementError, PoolCounters, PoolStats, ProvisionedConfig,
+    ProvisionedError, ProvisionedStatus, ReservedError, SchedulerStats, StartType, ThrottleReason,
+};
+pub use scheduler::{Lease, Scheduler, TickReport};

@@ -12,6 +12,7 @@ mod cache;
 pub mod chunks;
 pub mod codec;
 mod ids;
+mod keys;
 pub mod kv;
 mod maintenance;
 mod manifest;

@@ -4,9 +4,10 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ids::{ChunkId, SnapshotId};
+use crate::keys::{chunk_key, ChunkRecord};
 use crate::kv::KvOp;
 use crate::manifest;
-use crate::store::{chunk_key, ChunkRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Sizes and counts of a store.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 //! `materialize.rs`.
 //!
 //! A store directory holds `index/` (the [`KvStore`], RocksDB by default) and `chunks/`
-//! (see `chunks.rs`). Index keys:
+//! (see `chunks.rs`). Index keys (built in `keys.rs`):
 //! - `m/<snapshot>`: manifest record (codec `MANI` v1), immutable once written;
 //! - `w/<snapshot>`: working set (codec `WSET` v1);
 //! - `b/<snapshot>`: why the snapshot is bad (UTF-8), if it is;
@@ -21,9 +21,12 @@ use parking_lot::Mutex;
 use crate::cache::ChunkCache;
 use crate::chunks::{ChunkError, ChunkFiles, FailPoint};
 use crate::ids::{ChunkId, FunctionKey, SnapshotId};
+use crate::keys::{
+    bad_key, chunk_key, function_key, manifest_key, provisional_working_set_key, working_set_key,
+    ChunkRecord,
+};
 use crate::kv::{KvError, KvOp, KvStore};
-use crate::manifest::{self, Manifest, ManifestError, SnapshotMeta};
-use crate::writer::SnapshotWriter;
+use crate::manifest::{self, Manifest, ManifestError};
 
 /// Default chunk size, 2 MiB. Why:
 /// 1. the pager installs guest memory in 2 MiB huge pages (DESIGN.md: first touches ~50x cheaper
@@ -137,58 +140,6 @@ impl Default for StoreOptions {
     }
 }
 
-/// A chunk's index entry: 24 bytes, three little-endian `u64`s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct ChunkRecord {
-    /// Manifest entries naming the chunk (a chunk used twice in one snapshot counts twice).
-    pub refs: u64,
-    /// Uncompressed length.
-    pub raw_len: u64,
-    /// Compressed length on disk.
-    pub stored_len: u64,
-}
-
-impl ChunkRecord {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        [self.refs, self.raw_len, self.stored_len]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> Option<Self> {
-        let f = |i: usize| {
-            Some(u64::from_le_bytes(
-                b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
-            ))
-        };
-        Some(Self {
-            refs: f(0)?,
-            raw_len: f(1)?,
-            stored_len: f(2)?,
-        })
-    }
-}
-
-pub(crate) fn manifest_key(id: &SnapshotId) -> Vec<u8> {
-    format!("m/{id}").into_bytes()
-}
-pub(crate) fn working_set_key(id: &SnapshotId) -> Vec<u8> {
-    format!("w/{id}").into_bytes()
-}
-pub(crate) fn provisional_working_set_key(id: &SnapshotId) -> Vec<u8> {
-    format!("wp/{id}").into_bytes()
-}
-pub(crate) fn bad_key(id: &SnapshotId) -> Vec<u8> {
-    format!("b/{id}").into_bytes()
-}
-pub(crate) fn chunk_key(id: &ChunkId) -> Vec<u8> {
-    format!("c/{id}").into_bytes()
-}
-pub(crate) fn function_key(f: &FunctionKey) -> Vec<u8> {
-    format!("f/{f}").into_bytes()
-}
-
 pub(crate) struct Inner {
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) chunks: ChunkFiles,
@@ -241,11 +192,6 @@ impl Store {
     /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
         &self.inner.opts
-    }
-
-    /// Starts a new snapshot; nothing is visible until [`SnapshotWriter::commit`].
-    pub fn begin(&self, meta: SnapshotMeta) -> SnapshotWriter {
-        SnapshotWriter::new(self.clone(), meta)
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

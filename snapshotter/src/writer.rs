@@ -14,9 +14,10 @@ use parking_lot::Mutex;
 
 use crate::chunks::{self, ChunkError, TempChunk};
 use crate::ids::{ChunkId, SnapshotId};
+use crate::keys::{bad_key, chunk_key, manifest_key, ChunkRecord};
 use crate::kv::{KvError, KvOp};
 use crate::manifest::{self, Region, SnapshotMeta};
-use crate::store::{bad_key, chunk_key, manifest_key, ChunkRecord, Store};
+use crate::store::Store;
 
 /// Why a snapshot could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,13 @@ pub struct SnapshotWriter {
     /// Chunks registered in the store's pending set (released on drop).
     registered: Vec<ChunkId>,
     poisoned: bool,
+}
+
+impl Store {
+    /// Starts a new snapshot; nothing is visible until [`SnapshotWriter::commit`].
+    pub fn begin(&self, meta: SnapshotMeta) -> SnapshotWriter {
+        SnapshotWriter::new(self.clone(), meta)
+    }
 }
 
 impl SnapshotWriter {

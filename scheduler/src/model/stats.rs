@@ -1,9 +1,7 @@
 //! A point-in-time snapshot of the scheduler for metrics: per function-version instance counts,
 //! provisioned counts and monotonic counters (leases by start type, throttles, evictions).
 
-use crate::factory::InstanceFactory;
 use crate::ids::FunctionVersion;
-use crate::scheduler::Scheduler;
 
 /// Monotonic counters of one function version (reset only when a removed function's pool is dropped).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +67,7 @@ pub struct SchedulerStats {
     /// The memory budget.
     pub memory_budget: u64,
     /// The overcommit policy in force.
-    pub admission: crate::limits::Admission,
+    pub admission: crate::model::Admission,
     /// Concurrency used by functions without reserved concurrency.
     pub unreserved_concurrency_used: u32,
     /// Sum of reserved concurrency.
@@ -98,40 +96,5 @@ impl SchedulerStats {
             t.discarded_unhealthy += c.discarded_unhealthy;
             t
         })
-    }
-}
-
-impl<F: InstanceFactory> Scheduler<F> {
-    /// A consistent snapshot of every pool and the counting and placement totals.
-    pub fn stats(&self) -> SchedulerStats {
-        let st = self.inner.state.lock();
-        let mut pools: Vec<PoolStats> = st
-            .functions
-            .values()
-            .flat_map(|fs| fs.versions.values())
-            .map(|p| PoolStats {
-                function_version: (*p.key).clone(),
-                idle: p.idle.len() as u32,
-                busy: p.busy,
-                restoring: p.restoring,
-                provisioned_requested: p.requested(),
-                provisioned_allocated: p.prov_live(),
-                provisioned_available: p.prov_idle.len() as u32,
-                provisioned_restoring: p.prov_restoring,
-                concurrency: p.usage(),
-                memory_charged_per_instance: p.cost,
-                memory_measured_per_instance: p.measured,
-                counters: p.counters,
-            })
-            .collect();
-        pools.sort_by(|a, b| a.function_version.cmp(&b.function_version));
-        SchedulerStats {
-            pools,
-            memory_used: st.memory_used,
-            memory_budget: self.inner.limits.memory_budget_bytes,
-            admission: self.inner.limits.admission,
-            unreserved_concurrency_used: st.unreserved_used,
-            reserved_concurrency_total: st.reserved_total,
-        }
     }
 }

@@ -1,5 +1,9 @@
 //! The worker manager: the [`Scheduler`] handle, its shared state, and the lease policy that picks a
 //! warm instance, restores one on demand, or throttles.
+//!
+//! This layer is the async engine over the ledger (`state/`): it owns the lock, the tokio
+//! runtime handle and the factory. Its children add the [`Lease`] guard, provisioned restores,
+//! reserved concurrency, keep-warm and the metrics snapshot, each as `impl Scheduler` blocks.
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,10 +16,18 @@ use tokio::sync::Semaphore;
 use crate::clock::Clock;
 use crate::factory::{InstanceFactory, RestoreKind};
 use crate::ids::{FunctionVersion, InstanceId};
-use crate::lease::{Lease, LeaseError, StartType};
-use crate::limits::{Limits, ThrottleReason};
-use crate::provisioned::{spawn_provisioners, take_needed};
-use crate::state::State;
+use crate::model::{LeaseError, Limits, StartType, ThrottleReason};
+use crate::state::{take_needed, State};
+
+mod keep_warm;
+mod lease;
+mod provisioned;
+mod reserved;
+mod stats;
+
+pub use keep_warm::TickReport;
+pub use lease::Lease;
+use provisioned::spawn_provisioners;
 
 pub(crate) struct Inner<F: InstanceFactory> {
     pub factory: F,

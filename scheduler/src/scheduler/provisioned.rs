@@ -7,90 +7,13 @@
 //! provisioned configs themselves, or a factory error, is FAILED.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use super::{Inner, Scheduler};
 use crate::factory::{InstanceFactory, RestoreKind};
 use crate::ids::{FunctionVersion, InstanceId};
-use crate::pool::{Idle, Pool, ProvState};
-use crate::scheduler::{Inner, Scheduler};
-use crate::state::State;
-
-/// Lambda's provisioned-concurrency `Status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProvisionedStatus {
-    /// Fewer instances than requested exist and restores are under way.
-    InProgress,
-    /// All requested instances exist.
-    Ready,
-    /// A restore failed, or the provisioned configs need more memory than the host has; see
-    /// `status_reason`. Sticky until the next put.
-    Failed,
-}
-
-impl ProvisionedStatus {
-    /// `IN_PROGRESS`, `READY` or `FAILED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => "IN_PROGRESS",
-            Self::Ready => "READY",
-            Self::Failed => "FAILED",
-        }
-    }
-}
-
-/// A provisioned-concurrency config as GetProvisionedConcurrencyConfig reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProvisionedConfig {
-    /// `RequestedProvisionedConcurrentExecutions`.
-    pub requested: u32,
-    /// `AllocatedProvisionedConcurrentExecutions`: provisioned instances that exist (idle or busy).
-    pub allocated: u32,
-    /// `AvailableProvisionedConcurrentExecutions`: provisioned instances idle right now.
-    pub available: u32,
-    /// `Status`.
-    pub status: ProvisionedStatus,
-    /// `StatusReason`, set when FAILED.
-    pub status_reason: Option<String>,
-    /// `LastModified`.
-    pub last_modified: SystemTime,
-}
-
-/// A provisioned-concurrency request that cannot be accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProvisionedError {
-    /// `$LATEST` cannot have provisioned concurrency.
-    #[error("provisioned concurrency cannot be configured on $LATEST")]
-    Latest,
-    /// The request was 0 (delete the config instead).
-    #[error("provisioned concurrency must be at least 1")]
-    Zero,
-    /// The function's versions together would need more than its reserved concurrency.
-    #[error("provisioned concurrency {requested} exceeds the function's reserved concurrency {reserved}")]
-    ExceedsReserved {
-        /// Provisioned over the function's versions, with this request.
-        requested: u32,
-        /// The function's reserved concurrency.
-        reserved: u32,
-    },
-    /// Unreserved functions' provisioned concurrency would eat the minimum unreserved pool.
-    #[error("provisioned concurrency {requested} exceeds the account's available unreserved concurrency {available}")]
-    ExceedsUnreserved {
-        /// Provisioned over all unreserved functions, with this request.
-        requested: u32,
-        /// The most they may have.
-        available: u32,
-    },
-    /// No config exists for the version.
-    #[error("no provisioned concurrency config for {0}")]
-    NotFound(FunctionVersion),
-}
-
-/// Counts the restores `p` needs as in flight and returns how many to spawn.
-pub(crate) fn take_needed<I>(p: &mut Pool<I>) -> Option<u32> {
-    let n = p.prov_needed();
-    p.prov_restoring += n;
-    (n > 0).then_some(n)
-}
+use crate::model::{ProvisionedConfig, ProvisionedError, ProvisionedStatus};
+use crate::state::{take_needed, Idle, ProvState};
 
 /// Spawns `n` provisioned restores of `key`, already counted in `prov_restoring`.
 pub(crate) fn spawn_provisioners<F: InstanceFactory>(
@@ -172,7 +95,7 @@ async fn provision_one<F: InstanceFactory>(inner: Arc<Inner<F>>, key: Arc<Functi
     // 4. (Provisioned instances may idle long before their first invocation: measure
     //    what they cost right away, so admission by measured use can pack them.)
     let measured = match (&result, inner.limits.admission) {
-        (Ok(instance), crate::limits::Admission::Measured { .. }) => {
+        (Ok(instance), crate::model::Admission::Measured { .. }) => {
             inner.factory.measured_bytes(instance)
         }
         _ => None,
@@ -252,7 +175,7 @@ fn admit<F: InstanceFactory>(
         && pool.prov_restoring > 1
         && matches!(
             inner.limits.admission,
-            crate::limits::Admission::Measured { .. }
+            crate::model::Admission::Measured { .. }
         );
     let err = match st.reserve_memory(cost, budget) {
         Ok(victims) => {
@@ -284,28 +207,6 @@ fn admit<F: InstanceFactory>(
         }
     }
     Admit::Wait
-}
-
-impl<I> State<I> {
-    /// Bytes the provisioned configs hold for good: `requested` instances of every config that has
-    /// not FAILED, and the instances a FAILED config keeps. Busy extras of a lowered or deleted
-    /// config are not counted: they are discarded when released.
-    pub(crate) fn provisioned_bytes(&self) -> u64 {
-        self.functions
-            .values()
-            .flat_map(|fs| fs.versions.values())
-            .map(|p| {
-                let held = match &p.prov {
-                    None => 0,
-                    Some(c) if c.status == ProvisionedStatus::Failed => {
-                        p.prov_live().min(c.requested)
-                    }
-                    Some(c) => c.requested,
-                };
-                p.cost * u64::from(held)
-            })
-            .sum()
-    }
 }
 
 impl<F: InstanceFactory> Scheduler<F> {

@@ -3,25 +3,8 @@
 //! recently used first, and is refused if even that cannot make room. Provisioned and busy instances
 //! are never evicted.
 
-use crate::pool::Pool;
-use crate::state::State;
-
-/// The host cannot take another instance.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlacementError {
-    /// The memory budget is full of instances that cannot be evicted.
-    #[error("memory budget exhausted: {needed} bytes needed, {used} of {budget} used, {evictable} evictable")]
-    NoCapacity {
-        /// Bytes the new instance needs.
-        needed: u64,
-        /// Bytes charged now.
-        used: u64,
-        /// The budget.
-        budget: u64,
-        /// Bytes held by idle on-demand instances.
-        evictable: u64,
-    },
-}
+use super::{Pool, State};
+use crate::model::PlacementError;
 
 impl<I> State<I> {
     /// Charges `cost` bytes against `budget` and returns the evicted instances, which the caller
@@ -102,7 +85,7 @@ impl<I> State<I> {
         fv: &crate::ids::FunctionVersion,
         generation: u64,
         bytes: u64,
-        admission: crate::limits::Admission,
+        admission: crate::model::Admission,
     ) {
         let Some(pool) = self.pool_mut(fv) else {
             return;
@@ -110,7 +93,7 @@ impl<I> State<I> {
         if pool.generation != generation {
             return;
         }
-        if pool.recent.len() == crate::pool::RECENT_MEASUREMENTS {
+        if pool.recent.len() == super::pool::RECENT_MEASUREMENTS {
             pool.recent.pop_front();
         }
         pool.recent.push_back(bytes);
@@ -151,7 +134,7 @@ mod tests {
 
     use super::*;
     use crate::ids::{FunctionVersion, InstanceId};
-    use crate::pool::Idle;
+    use crate::state::Idle;
 
     fn add_idle(
         st: &mut State<&'static str>,

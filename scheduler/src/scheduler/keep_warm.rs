@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::Scheduler;
 use crate::factory::InstanceFactory;
-use crate::scheduler::Scheduler;
 
 /// What one [`Scheduler::tick`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

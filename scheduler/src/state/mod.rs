@@ -4,11 +4,22 @@
 //! Invariant kept by [`State::adjust_pool`]: `unreserved_used` equals the sum of `usage()` over
 //! functions without reserved concurrency. Every change to a pool's busy, restoring or provisioned
 //! fields goes through it.
+//!
+//! This layer is the ledger only: synchronous, no tokio, no factory. Its children add the
+//! counting service's admission check (`admit.rs`), the memory placement (`placement.rs`) and
+//! the provisioned-concurrency arithmetic (`provisioned.rs`); `scheduler/` drives it.
 
 use std::collections::HashMap;
 
 use crate::ids::{FunctionVersion, InstanceId};
-use crate::pool::{FunctionState, Pool};
+
+mod admit;
+mod placement;
+mod pool;
+mod provisioned;
+
+pub(crate) use pool::{FunctionState, Idle, Pool, ProvState};
+pub(crate) use provisioned::take_needed;
 
 pub(crate) struct State<I> {
     pub functions: HashMap<String, FunctionState<I>>,

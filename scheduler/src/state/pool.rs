@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::ids::{FunctionVersion, InstanceId};
-use crate::provisioned::{ProvisionedConfig, ProvisionedStatus};
-use crate::stats::PoolCounters;
+use crate::model::{PoolCounters, ProvisionedConfig, ProvisionedStatus};
 
 /// An idle instance and when it became idle.
 pub(crate) struct Idle<I> {

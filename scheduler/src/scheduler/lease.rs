@@ -5,61 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::factory::{FactoryError, InstanceFactory};
+use super::provisioned::spawn_provisioners;
+use super::Inner;
+use crate::factory::InstanceFactory;
 use crate::ids::{FunctionVersion, InstanceId};
-use crate::limits::ThrottleReason;
-use crate::placement::PlacementError;
-use crate::pool::Idle;
-use crate::provisioned::{spawn_provisioners, take_needed};
-use crate::scheduler::Inner;
-
-/// How the leased instance was obtained (the `faas.coldstart` / start-type metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StartType {
-    /// An idle instance (provisioned or kept warm) was reused.
-    Warm,
-    /// An instance was restored from its snapshot for this lease (spillover).
-    Restore,
-}
-
-impl StartType {
-    /// The metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartType::Warm => "warm",
-            StartType::Restore => "restore",
-        }
-    }
-}
-
-/// Why no instance could be leased.
-#[derive(Debug, thiserror::Error)]
-pub enum LeaseError {
-    /// A concurrency limit is reached: answer 429 with `reason`.
-    #[error("throttled: {reason}")]
-    Throttled {
-        /// Lambda's 429 `Reason`.
-        reason: ThrottleReason,
-    },
-    /// The host's memory budget is full of instances that cannot be evicted.
-    #[error("no capacity on this host")]
-    NoCapacity(#[source] PlacementError),
-    /// The on-demand restore failed.
-    #[error("restore failed")]
-    Restore(#[source] FactoryError),
-}
-
-impl LeaseError {
-    /// The 429 `Reason` to answer with, if this is a throttle. A full host is reported as
-    /// `ConcurrentInvocationLimitExceeded`: Lambda has no reason for it and clients retry either.
-    pub fn throttle_reason(&self) -> Option<ThrottleReason> {
-        match self {
-            LeaseError::Throttled { reason } => Some(*reason),
-            LeaseError::NoCapacity(_) => Some(ThrottleReason::ConcurrentInvocationLimitExceeded),
-            LeaseError::Restore(_) => None,
-        }
-    }
-}
+use crate::model::StartType;
+use crate::state::{take_needed, Idle};
 
 /// One instance, leased for one invocation. Dropping it returns the instance to the pool as
 /// healthy; call [`Lease::release`]`(false)` after a crash or timeout to have it discarded.
@@ -135,7 +86,7 @@ impl<F: InstanceFactory> Lease<F> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let measured = match inner.limits.admission {
-            crate::limits::Admission::Measured { .. } if healthy => {
+            crate::model::Admission::Measured { .. } if healthy => {
                 inner.factory.measured_bytes(&instance)
             }
             _ => None,

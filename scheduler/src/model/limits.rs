@@ -1,5 +1,6 @@
-//! The counting service: the account-wide concurrency limit, reserved concurrency per function, and
-//! the admission check an on-demand lease passes (Lambda's rules and throttle reasons).
+//! The counting service's and placement's knobs and verdicts: [`Limits`], the overcommit
+//! policy [`Admission`], Lambda's throttle reasons and the reserved-concurrency errors.
+//!
 //!
 //! Capacity model, as in Lambda: a function with reserved concurrency `R` may use at most `R`
 //! (provisioned slots included); every other function shares the unreserved pool,
@@ -8,10 +9,6 @@
 
 use std::fmt;
 use std::time::Duration;
-
-use crate::factory::InstanceFactory;
-use crate::scheduler::Scheduler;
-use crate::state::State;
 
 /// Policy knobs of one scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,124 +137,4 @@ pub enum ReservedError {
         /// Provisioned concurrency configured over the function's versions.
         provisioned: u32,
     },
-}
-
-impl<I> State<I> {
-    /// May `function` start one more on-demand lease? Its pool must exist.
-    pub fn admit(&self, function: &str, limits: &Limits) -> Result<(), ThrottleReason> {
-        let fs = self.functions.get(function);
-        match fs.and_then(|fs| fs.reserved) {
-            Some(reserved) => {
-                let used = fs.map_or(0, |fs| fs.usage());
-                if used < reserved {
-                    Ok(())
-                } else {
-                    Err(ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded)
-                }
-            }
-            None => {
-                let pool = limits
-                    .account_concurrency
-                    .saturating_sub(self.reserved_total);
-                if self.unreserved_used < pool {
-                    Ok(())
-                } else {
-                    Err(ThrottleReason::ConcurrentInvocationLimitExceeded)
-                }
-            }
-        }
-    }
-}
-
-impl<F: InstanceFactory> Scheduler<F> {
-    /// Sets `function`'s reserved concurrency (all versions together); 0 throttles every on-demand
-    /// invocation of it.
-    pub fn put_reserved(&self, function: &str, n: u32) -> Result<(), ReservedError> {
-        let limits = &self.inner.limits;
-        let mut st = self.inner.state.lock();
-        let st = &mut *st;
-        let (old, provisioned, usage) = st.functions.get(function).map_or((None, 0, 0), |fs| {
-            (fs.reserved, fs.provisioned_requested(), fs.usage())
-        });
-        if n < provisioned {
-            return Err(ReservedError::BelowProvisioned {
-                requested: n,
-                provisioned,
-            });
-        }
-        let others_reserved = st.reserved_total - old.unwrap_or(0);
-        let others_provisioned =
-            st.unreserved_provisioned() - if old.is_none() { provisioned } else { 0 };
-        let available = limits.account_concurrency.saturating_sub(
-            limits.min_unreserved_concurrency + others_reserved + others_provisioned,
-        );
-        if n > available {
-            return Err(ReservedError::ExceedsUnreserved {
-                requested: n,
-                available,
-            });
-        }
-        let fs = st
-            .functions
-            .entry(function.to_owned())
-            .or_insert_with(crate::pool::FunctionState::new);
-        fs.reserved = Some(n);
-        st.reserved_total = others_reserved + n;
-        if old.is_none() {
-            st.unreserved_used -= usage;
-        }
-        Ok(())
-    }
-
-    /// Removes `function`'s reserved concurrency; it shares the unreserved pool again. Returns the
-    /// reservation that was removed, if any.
-    pub fn delete_reserved(&self, function: &str) -> Option<u32> {
-        let mut st = self.inner.state.lock();
-        let st = &mut *st;
-        let fs = st.functions.get_mut(function)?;
-        let old = fs.reserved.take()?;
-        st.reserved_total -= old;
-        st.unreserved_used += fs.usage();
-        Some(old)
-    }
-
-    /// `function`'s reserved concurrency, if set.
-    pub fn get_reserved(&self, function: &str) -> Option<u32> {
-        self.inner.state.lock().functions.get(function)?.reserved
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::FunctionVersion;
-
-    #[test]
-    fn test_admission_uses_reserved_then_unreserved_pool() {
-        let limits = Limits {
-            account_concurrency: 10,
-            ..Limits::default()
-        };
-        let mut st: State<u32> = State::new();
-        let (a, b) = (
-            FunctionVersion::new("a", "1"),
-            FunctionVersion::new("b", "1"),
-        );
-        st.ensure_pool(&a, || 1);
-        st.ensure_pool(&b, || 1);
-        st.functions.get_mut("b").unwrap().reserved = Some(4);
-        st.reserved_total = 4;
-        st.adjust_pool(&a, |p| p.busy = 6);
-        assert_eq!(
-            st.admit("a", &limits),
-            Err(ThrottleReason::ConcurrentInvocationLimitExceeded)
-        );
-        st.adjust_pool(&b, |p| p.busy = 3);
-        assert_eq!(st.admit("b", &limits), Ok(()));
-        st.adjust_pool(&b, |p| p.busy = 4);
-        assert_eq!(
-            st.admit("b", &limits).unwrap_err().as_str(),
-            "ReservedFunctionConcurrentInvocationLimitExceeded"
-        );
-    }
 }
