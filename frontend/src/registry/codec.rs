@@ -128,18 +128,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn test_every_record_type_round_trips() {
-        assert_round_trip(&alias());
-        assert_round_trip(&reserved());
-        assert_round_trip(&ProvRecord {
+    fn prov() -> ProvRecord {
+        ProvRecord {
             function: "f".into(),
             version: "1".into(),
             requested: 3,
             last_modified_ms: 7,
             qualifier: Some("live".into()),
-        });
-        assert_round_trip(&AsyncEvent {
+        }
+    }
+
+    fn event() -> AsyncEvent {
+        AsyncEvent {
             seq: 9,
             request_id: "id".into(),
             function: "f".into(),
@@ -149,7 +149,15 @@ mod tests {
             client_context: Some(serde_json::json!({"a": 1})),
             enqueued_ms: 5,
             qualifier: None,
-        });
+        }
+    }
+
+    #[test]
+    fn test_every_record_type_round_trips() {
+        assert_round_trip(&alias());
+        assert_round_trip(&reserved());
+        assert_round_trip(&prov());
+        assert_round_trip(&event());
         assert_round_trip(&EventInvokeConfig {
             function: "f".into(),
             qualifier: "$LATEST".into(),
@@ -267,5 +275,35 @@ mod tests {
         // A framed record of another kind is refused, not misread.
         let framed = encode(&alias()).unwrap();
         assert!(decode_reserved("f", &framed).is_err());
+    }
+
+    /// The v1 bytes of [`prov`] (kind `RPRV`), as [`ALIAS_V1`] is for aliases.
+    const PROV_V1: &str = "
+        54484157 52505256 0100 0000 5400000000000000
+        7ad203cf3b7893995a0d4be8b6a61afcb4ac8de74288e638c6cfeedd10b9735b
+        7b2266756e6374696f6e223a2266222c2276657273696f6e223a2231222c2272
+        6571756573746564223a332c226c6173745f6d6f6469666965645f6d73223a37
+        2c227175616c6966696572223a226c697665227d
+    ";
+
+    #[test]
+    fn test_v1_provisioned_fixture_decodes_and_reencodes_identically() {
+        assert_fixture(PROV_V1, &prov());
+    }
+
+    /// The v1 bytes of [`event`] (kind `REVT`), as [`ALIAS_V1`] is for aliases.
+    const EVENT_V1: &str = "
+        54484157 52455654 0100 0000 9600000000000000
+        614787ba4fae996ef838fbc8fd35ca1b894eb5e85946869b42e48bd066104890
+        7b22736571223a392c22726571756573745f6964223a226964222c2266756e63
+        74696f6e223a2266222c2276657273696f6e223a22244c4154455354222c2270
+        61796c6f6164223a226533303d222c22617474656d707473223a312c22636c69
+        656e745f636f6e74657874223a7b2261223a317d2c22656e7175657565645f6d
+        73223a352c227175616c6966696572223a6e756c6c7d
+    ";
+
+    #[test]
+    fn test_v1_async_event_fixture_decodes_and_reencodes_identically() {
+        assert_fixture(EVENT_V1, &event());
     }
 }
