@@ -18,6 +18,7 @@ fn main() {
         ".cargo/config.toml",
         "../abi/src",
         "../guestfs/src",
+        "../guest-wasi/src",
     ] {
         println!("cargo:rerun-if-changed={}", guest.join(p).display());
     }

@@ -31,16 +31,23 @@ fn config() -> Config {
 }
 
 /// A slice of guest RAM described by the boot info.
-fn region(addr: u64, len: u64) -> &'static [u8] {
-    // SAFETY: the VMM placed this region inside guest RAM, outside the heap and the
-    // guest program, and never changes it while the guest runs.
+///
+/// # Safety
+/// `[addr, addr + len)` must be mapped guest RAM that nothing writes for the rest
+/// of the VM's life (outside the heap, the linear memory and the guest program):
+/// the VMM places the module image, the files and the configuration archive so.
+unsafe fn region(addr: u64, len: u64) -> &'static [u8] {
+    // SAFETY: the caller guarantees the range is mapped and never written again.
     unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
 }
 
 /// argv and environment from the configuration archive (`argv/NNNN`, `env/NAME`).
 fn process_config(boot: &BootInfo) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let (mut args, mut env) = (Vec::new(), Vec::new());
-    for (name, value) in thaw_abi::files::entries(region(boot.config_addr, boot.config_len)) {
+    // SAFETY: the configuration archive is a boot-info region the VMM wrote before
+    // boot and never changes (see `region`).
+    let config = unsafe { region(boot.config_addr, boot.config_len) };
+    for (name, value) in thaw_abi::files::entries(config) {
         let mut s = Vec::new();
         if name.starts_with(b"argv/") {
             s.extend_from_slice(value);
@@ -67,12 +74,16 @@ pub fn run(boot: &BootInfo) -> Result<i32, String> {
         boot.memory_end,
     )));
     let engine = Engine::new(&cfg).map_err(|e| alloc::format!("engine: {e:?}"))?;
-    let image = region(boot.module_addr, boot.module_len);
+    // SAFETY: the module image is a boot-info region the VMM wrote before boot
+    // and never changes (see `region`).
+    let image = unsafe { region(boot.module_addr, boot.module_len) };
     // SAFETY: the image is page aligned in guest RAM, stays mapped (RWX) for the
     // VM's life and nothing else writes it.
     let module = unsafe { Module::deserialize_raw(&engine, NonNull::from(image)) }
         .map_err(|e| alloc::format!("loading the precompiled module: {e:?}"))?;
-    let tree = Tree::from_archive(region(boot.files_addr, boot.files_len));
+    // SAFETY: the files archive is a boot-info region the VMM wrote before boot
+    // and never changes (see `region`).
+    let tree = Tree::from_archive(unsafe { region(boot.files_addr, boot.files_len) });
     let (args, env) = process_config(boot);
     // A limit past the address space is no limit: MemorySize still bounds /tmp.
     let tmp_limit = usize::try_from(boot.tmp_limit).unwrap_or(usize::MAX);

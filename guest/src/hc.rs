@@ -1,5 +1,9 @@
 //! Hypercalls: one `out` to `HYPERCALL_PORT` per call, arguments in the call's own
 //! mailbox page. The `out` is a full exit to the VMM (~28 us here), so callers batch.
+//!
+//! This is the guest's bottom layer: port I/O and the shared areas only. What a
+//! call reports about the rest of the guest (log bytes pending, memory in use)
+//! its caller passes in.
 use thaw_abi::net::NetMailbox;
 use thaw_abi::{
     layout, AbortMailbox, Clock, Hypercall, LogMailbox, NextMailbox, PhaseMailbox, ResponseKind,
@@ -50,25 +54,20 @@ pub struct NextInvocation {
 static mut PENDING: Option<(ResponseKind, u64, bool)> = None;
 
 /// Queues a response to be handed over with the next `Next` (saves one exit per
-/// invocation). Init errors go at once: no `Next` follows them.
+/// invocation; init errors go at once with [`respond`]: no `Next` follows them).
 pub fn queue_response(kind: ResponseKind, len: u64, truncated: bool) {
-    if kind == ResponseKind::InitError {
-        respond(kind, len, truncated, crate::log::pending());
-        crate::log::taken();
-        return;
-    }
     // SAFETY: the guest is single-threaded; nothing else borrows PENDING.
     unsafe { *core::ptr::addr_of_mut!(PENDING) = Some((kind, len, truncated)) };
 }
 
 /// Blocks until the VMM hands over the next invocation (handing over a queued
-/// response on the way).
-pub fn next(log_len: u64) -> NextInvocation {
+/// response, the first `log_len` log bytes and the memory in use on the way).
+pub fn next(log_len: u64, mem_used: u64) -> NextInvocation {
     // SAFETY: single-threaded, as in `queue_response`.
     let pending = unsafe { (*core::ptr::addr_of_mut!(PENDING)).take() };
     let mut mb = NextMailbox {
         log_len,
-        mem_used: crate::memory::used_bytes(),
+        mem_used,
         ..Default::default()
     };
     if let Some((kind, len, truncated)) = pending {
@@ -160,8 +159,9 @@ pub fn phase(phase: u32) {
     call(Hypercall::Phase);
 }
 
-/// Reports a fatal error and never returns (the VMM ends the VM).
-pub fn abort(msg: &str) -> ! {
+/// Reports a fatal error, with the first `log_len` log bytes, and never returns
+/// (the VMM ends the VM).
+pub fn abort(msg: &str, log_len: u64) -> ! {
     let bytes = msg.as_bytes();
     let len = bytes.len().min(ABORT_MESSAGE_MAX as usize);
     let text = Hypercall::Abort.mailbox() + core::mem::size_of::<AbortMailbox>() as u64;
@@ -172,7 +172,7 @@ pub fn abort(msg: &str) -> ! {
         Hypercall::Abort,
         AbortMailbox {
             len: len as u64,
-            log_len: crate::log::pending(),
+            log_len,
         },
     );
     loop {
@@ -180,13 +180,25 @@ pub fn abort(msg: &str) -> ! {
     }
 }
 
-/// The response area as a byte slice of `layout::RESPONSE_SIZE`.
-pub fn response_area() -> &'static mut [u8] {
-    // SAFETY: the response area is mapped, owned by the guest between hypercalls,
-    // and only ever borrowed through the single `Response` writer in `vfs`.
+/// Copies `data` into the response area at `offset`, as far as it fits; returns
+/// the bytes copied. The area is only ever written through this copy, so no
+/// reference to it outlives a call.
+pub fn write_response(offset: usize, data: &[u8]) -> usize {
+    let size = layout::RESPONSE_SIZE as usize;
+    let start = offset.min(size);
+    let n = data.len().min(size - start);
+    // SAFETY: `[RESPONSE + start, RESPONSE + start + n)` lies inside the mapped
+    // response area (start + n <= RESPONSE_SIZE); the guest owns the area between
+    // hypercalls, is single-threaded, and `data` is guest heap or linear memory,
+    // never the response area itself.
     unsafe {
-        core::slice::from_raw_parts_mut(layout::RESPONSE as *mut u8, layout::RESPONSE_SIZE as usize)
-    }
+        core::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            (layout::RESPONSE as usize + start) as *mut u8,
+            n,
+        )
+    };
+    n
 }
 
 /// The request area (header and payload the VMM wrote for the current invocation).

@@ -5,9 +5,11 @@
 //! down from the top of the function's memory region, 2 MiB at a time, while the
 //! WebAssembly linear memory grows up from its bottom: both live within MemorySize
 //! (docs/MEMORY.md). The lowest byte the heap holds there is the linear memory's
-//! ceiling ([`crate::memory`]); [`release_unused`] gives back what it no longer uses.
+//! ceiling (the `memory` module, a layer above this one, grows up to it);
+//! [`release_unused`] gives back what it no longer uses. The counters both sides
+//! read live in [`crate::region`].
+use crate::region;
 use core::alloc::Layout;
-use core::sync::atomic::{AtomicU64, Ordering};
 use talc::{locking::AssumeUnlockable, OomHandler, Span, Talc, Talck};
 
 /// How much the heap takes from the memory region at a time.
@@ -31,29 +33,6 @@ static ALLOCATOR: Talck<AssumeUnlockable, GrowDown> = Talc::new(GrowDown {
 })
 .lock();
 
-/// The lowest address of the memory region the heap holds (the region's end when
-/// it holds none): the linear memory may grow up to here.
-static FLOOR: AtomicU64 = AtomicU64::new(0);
-/// The lowest address of the memory region the heap ever held: bytes above it may
-/// be dirty, so the linear memory zeroes them when it grows over them.
-static DIRTY_FLOOR: AtomicU64 = AtomicU64::new(0);
-
-/// Where the heap's hold on the memory region starts.
-pub fn floor() -> u64 {
-    FLOOR.load(Ordering::Relaxed)
-}
-
-/// Where bytes the heap may have written start (see [`DIRTY_FLOOR`]).
-pub fn dirty_floor() -> u64 {
-    DIRTY_FLOOR.load(Ordering::Relaxed)
-}
-
-/// The linear memory now owns everything below `end`: bytes there are no longer
-/// ones the heap left behind.
-pub fn mark_clean_below(end: u64) {
-    DIRTY_FLOOR.fetch_max(end, Ordering::Relaxed);
-}
-
 impl OomHandler for GrowDown {
     fn handle_oom(talc: &mut Talc<Self>, layout: Layout) -> Result<(), ()> {
         let (region_start, region_end, ext) = {
@@ -70,7 +49,7 @@ impl OomHandler for GrowDown {
             .checked_add(layout.align() + 64)
             .and_then(|n| n.checked_next_multiple_of(STEP))
             .ok_or(())?;
-        let linear_end = region_start + crate::memory::linear_bytes() as usize;
+        let linear_end = region_start + region::linear_bytes() as usize;
         let base = top
             .checked_sub(want)
             .filter(|b| *b >= linear_end)
@@ -78,7 +57,7 @@ impl OomHandler for GrowDown {
         let req = Span::new(base as *mut u8, region_end as *mut u8);
         // SAFETY: `[base, region_end)` lies in the memory region above the linear
         // memory's current end (checked just above), and the linear memory never
-        // grows past `FLOOR`; no other heap overlaps it.
+        // grows past `region::floor()`; no other heap overlaps it.
         let new = unsafe {
             if ext.is_empty() {
                 talc.claim(req)?
@@ -90,29 +69,47 @@ impl OomHandler for GrowDown {
         let low = new
             .get_base_acme()
             .map_or(region_end as u64, |(b, _)| b as u64);
-        FLOOR.store(low, Ordering::Relaxed);
-        DIRTY_FLOOR.fetch_min(low, Ordering::Relaxed);
+        region::heap_grew_to(low);
         Ok(())
+    }
+}
+
+/// Why the heap could not be set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapError {
+    /// The boot info's heap range is empty.
+    Empty,
+    /// The range cannot hold the allocator's own metadata.
+    TooSmall,
+}
+
+impl HeapError {
+    /// The abort message.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Empty => "boot info has an empty heap",
+            Self::TooSmall => "heap range too small for the allocator",
+        }
     }
 }
 
 /// Hands `[start, end)` to the allocator, and lets it grow down from the top of
 /// the memory region `[region_start, region_end)` when that is used up.
-pub fn init(start: u64, end: u64, region_start: u64, region_end: u64) {
+pub fn init(start: u64, end: u64, region_start: u64, region_end: u64) -> Result<(), HeapError> {
     if end <= start {
-        crate::hc::abort("boot info has an empty heap");
+        return Err(HeapError::Empty);
     }
     let span = Span::new(start as *mut u8, end as *mut u8);
     let mut talc = ALLOCATOR.lock();
     talc.oom_handler.region_start = region_start as usize;
     talc.oom_handler.region_end = region_end as usize;
-    FLOOR.store(region_end, Ordering::Relaxed);
-    DIRTY_FLOOR.store(region_end, Ordering::Relaxed);
+    region::reset(region_end);
     // SAFETY: the VMM reserves [start, end) of identity-mapped guest RAM for the
     // heap and nothing else uses it; this runs once, before any allocation.
     if unsafe { talc.claim(span) }.is_err() {
-        crate::hc::abort("heap range too small for the allocator");
+        return Err(HeapError::TooSmall);
     }
+    Ok(())
 }
 
 /// Gives back the part of the memory region the heap holds but no longer uses
@@ -141,7 +138,7 @@ pub fn release_unused() {
     let new = unsafe { talc.truncate(ext, req) };
     talc.oom_handler.ext = new;
     let low = new.get_base_acme().map_or(acme as u64, |(b, _)| b as u64);
-    FLOOR.store(low, Ordering::Relaxed);
+    region::heap_shrank_to(low);
 }
 
 /// Bytes the allocator has handed out and not taken back.

@@ -40,3 +40,8 @@ pub fn write(mut data: &[u8]) {
         data = &data[n..];
     }
 }
+
+/// Reports a fatal error, with the log not yet handed over, and never returns.
+pub fn abort(msg: &str) -> ! {
+    crate::hc::abort(msg, pending())
+}

@@ -3,7 +3,7 @@
 //! The VMM loads this static ELF at 0x200000, points RSP at the top of the guest
 //! stack and starts it in 64-bit mode at CPL3 with IOPL=3. There is no kernel, no
 //! interrupts and no IDT: the guest talks to the VMM only through port-I/O
-//! hypercalls (`hc`) and the shared areas described by `thaw_abi::layout`.
+//! hypercalls (`hc`, the bottom layer) and the shared areas described by `thaw_abi::layout`.
 //!
 //! Boot steps:
 //! 1. `_start` aligns the stack and calls [`guest_main`].
@@ -26,6 +26,7 @@ mod log;
 mod memory;
 mod net;
 mod platform;
+mod region;
 mod rng;
 mod vfs;
 mod wasi;
@@ -53,7 +54,7 @@ fn boot_info() -> BootInfo {
 extern "C" fn guest_main() -> ! {
     let boot = boot_info();
     if boot.magic != BOOT_MAGIC || boot.abi_version != ABI_VERSION {
-        hc::abort("boot info has a wrong magic or ABI version");
+        log::abort("boot info has a wrong magic or ABI version");
     }
     let (ram, m) = (boot.ram_size, boot.memory_start);
     if boot.heap_end > m
@@ -61,25 +62,27 @@ extern "C" fn guest_main() -> ! {
         || boot.memory_end > ram
         || boot.memory_end < m + (u64::from(boot.memory_mb) << 20)
     {
-        hc::abort("boot info has a bad memory region");
+        log::abort("boot info has a bad memory region");
     }
-    heap::init(boot.heap_start, boot.heap_end, m, boot.memory_end);
+    if let Err(e) = heap::init(boot.heap_start, boot.heap_end, m, boot.memory_end) {
+        log::abort(e.message());
+    }
     clock::init(boot.tsc_khz, boot.clock);
     rng::reseed(&boot.seed);
     let code = match engine::run(&boot) {
         Ok(code) => code,
-        Err(msg) => hc::abort(&msg),
+        Err(msg) => log::abort(&msg),
     };
     let mut msg = heapless_msg::Msg::new();
     let _ = write!(msg, "runtime exited with status {code}");
-    hc::abort(msg.as_str())
+    log::abort(msg.as_str())
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let mut msg = heapless_msg::Msg::new();
     let _ = write!(msg, "guest panic: {info}");
-    hc::abort(msg.as_str())
+    log::abort(msg.as_str())
 }
 
 /// A fixed-size message buffer that needs no allocator (usable on OOM).

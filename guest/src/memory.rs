@@ -16,22 +16,15 @@
 //! When the engine heap's own range is full, the heap grows down from the top of
 //! this region ([`crate::heap`]); the linear memory grows up to the heap's floor and
 //! never past it, and zeroes what the heap gave back before handing it out.
+use crate::region;
 use alloc::boxed::Box;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType, ResourceLimiter};
-
-/// Bytes of linear memory in use (for `Max Memory Used`).
-static LINEAR_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Memory the function uses now: linear memory plus the engine heap in use.
 pub fn used_bytes() -> u64 {
-    linear_bytes() + crate::heap::used_bytes()
-}
-
-/// Bytes of linear memory now.
-pub fn linear_bytes() -> u64 {
-    LINEAR_BYTES.load(Ordering::Relaxed)
+    region::linear_bytes() + crate::heap::used_bytes()
 }
 
 /// Creates the one linear memory, at the start of the memory region.
@@ -77,7 +70,7 @@ unsafe impl MemoryCreator for RegionCreator {
         if TAKEN.swap(true, Ordering::Relaxed) {
             return Err("a second linear memory (the runtime has one)".into());
         }
-        LINEAR_BYTES.store(minimum as u64, Ordering::Relaxed);
+        region::set_linear_bytes(minimum as u64);
         Ok(Box::new(RegionMemory {
             base: self.start as *mut u8,
             size: minimum,
@@ -120,26 +113,26 @@ unsafe impl LinearMemory for RegionMemory {
             self.base as u64 + self.size as u64,
             self.base as u64 + new_size as u64,
         );
-        if new_end > crate::heap::floor() {
+        if new_end > region::floor() {
             crate::heap::release_unused();
         }
-        if new_end > crate::heap::floor() {
+        if new_end > region::floor() {
             return Err(wasmtime::format_err!(
                 "linear memory of {new_size} bytes would overlap the engine heap (MemorySize in use)"
             ));
         }
         // Bytes between the old and the new size are the region's zeroes, except
         // where the heap held them before and gave them back.
-        let dirty = crate::heap::dirty_floor().max(old_end);
+        let dirty = region::dirty_floor().max(old_end);
         if new_end > dirty {
             // SAFETY: `[dirty, new_end)` lies inside this memory's region, below the
             // heap's floor (checked above), and is not yet part of the linear memory,
             // so nothing else reads or writes it.
             unsafe { core::ptr::write_bytes(dirty as *mut u8, 0, (new_end - dirty) as usize) };
-            crate::heap::mark_clean_below(new_end);
+            region::mark_clean_below(new_end);
         }
         self.size = new_size;
-        LINEAR_BYTES.store(new_size as u64, Ordering::Relaxed);
+        region::set_linear_bytes(new_size as u64);
         Ok(())
     }
 

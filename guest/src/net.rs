@@ -37,38 +37,7 @@ pub const CTL_SETTIMEOUT: u32 = 100;
 pub const REQUEST_HEADER: usize = 40;
 
 /// WASI errno values the socket layer returns.
-pub mod wasi {
-    pub const ACCES: i32 = 2;
-    pub const ADDRNOTAVAIL: i32 = 4;
-    pub const AFNOSUPPORT: i32 = 5;
-    pub const AGAIN: i32 = 6;
-    pub const ALREADY: i32 = 7;
-    pub const BADF: i32 = 8;
-    pub const CONNABORTED: i32 = 13;
-    pub const CONNREFUSED: i32 = 14;
-    pub const CONNRESET: i32 = 15;
-    pub const DQUOT: i32 = 19;
-    pub const HOSTUNREACH: i32 = 23;
-    pub const INPROGRESS: i32 = 26;
-    pub const INTR: i32 = 27;
-    pub const INVAL: i32 = 28;
-    pub const IO: i32 = 29;
-    pub const ISCONN: i32 = 30;
-    pub const MFILE: i32 = 33;
-    pub const MSGSIZE: i32 = 35;
-    pub const NAMETOOLONG: i32 = 37;
-    pub const NETUNREACH: i32 = 40;
-    pub const NOBUFS: i32 = 42;
-    pub const NOENT: i32 = 44;
-    pub const NOMEM: i32 = 48;
-    pub const NOSYS: i32 = 52;
-    pub const NOTCONN: i32 = 53;
-    pub const PERM: i32 = 63;
-    pub const PIPE: i32 = 64;
-    pub const PROTO: i32 = 65;
-    pub const PROTOTYPE: i32 = 67;
-    pub const TIMEDOUT: i32 = 73;
-}
+pub use thaw_guest_wasi::errno as wasi;
 
 /// Maps a Linux errno from the VMM to WASI's numbering.
 pub fn wasi_errno(linux: i64) -> i32 {

@@ -149,10 +149,7 @@ pub struct Sink {
 impl Sink {
     /// Appends bytes; bytes past the area are counted but dropped.
     pub fn write(&mut self, data: &[u8]) {
-        let area = crate::hc::response_area();
-        let start = (self.len as usize).min(area.len());
-        let n = data.len().min(area.len() - start);
-        area[start..start + n].copy_from_slice(&data[..n]);
+        crate::hc::write_response(self.len as usize, data);
         self.len += data.len() as u64;
     }
 
@@ -160,6 +157,11 @@ impl Sink {
     pub fn send(self) {
         let truncated = self.len > MAX_PAYLOAD;
         let len = self.len.min(layout::RESPONSE_SIZE);
-        crate::hc::queue_response(self.kind, len, truncated);
+        if self.kind == ResponseKind::InitError {
+            crate::hc::respond(self.kind, len, truncated, crate::log::pending());
+            crate::log::taken();
+        } else {
+            crate::hc::queue_response(self.kind, len, truncated);
+        }
     }
 }

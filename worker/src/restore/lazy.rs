@@ -26,7 +26,7 @@
 //! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
 use super::images::ModuleImages;
 use super::images::SharedImages;
-use super::shells::{private_vm, ShellPool};
+use super::shells::{private_vm, vmm_chunks, ShellPool};
 use super::source::{pager_fault, StoreSource};
 use super::{corrupt, warn_once, MemoryMode, OpenedSnapshot};
 use crate::error::WorkerError;
@@ -148,23 +148,6 @@ impl LazyCaches {
 
 /// Free huge pages a hugetlbfs-backed restore leaves for the guest to grow into.
 const HUGE_PAGE_HEADROOM: usize = 16;
-
-/// The chunks the VMM touches on every restore and invocation (step 3): the one
-/// holding the boot info, the mailboxes and the log, and the first chunk of the
-/// request and of the response areas. The rest of those areas (only large payloads
-/// reach it) is paged in on demand like guest memory: the VMM's own accesses fault
-/// into the pager too, which always serves them (small pages when no huge page is
-/// free), so they are not backed up front (18 MiB of huge pages per instance).
-pub(super) fn vmm_chunks(chunk_size: u64) -> impl Iterator<Item = u32> + Clone {
-    use thaw_abi::layout::{BOOT_INFO, LOG, LOG_SIZE, REQUEST, RESPONSE};
-    let span = move |lo: u64, hi: u64| (lo / chunk_size) as u32..hi.div_ceil(chunk_size) as u32;
-    let mut chunks: Vec<u32> = span(BOOT_INFO, LOG + LOG_SIZE)
-        .chain(span(REQUEST, REQUEST + 1))
-        .chain(span(RESPONSE, RESPONSE + 1))
-        .collect();
-    chunks.dedup();
-    chunks.into_iter()
-}
 
 /// What a lazy restore works from: the snapshot's working set, and how many huge pages
 /// it needs.

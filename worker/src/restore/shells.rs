@@ -1,7 +1,6 @@
 //! The VMs lazy restores run in: a ready shell from the [`ShellPool`] (hugetlbfs guest RAM
 //! with the VMM's areas backed and a userfaultfd registration made ahead, so a restore
 //! skips VM creation and page allocation), else a fresh VM of its own ([`private_vm`]).
-use super::lazy::vmm_chunks;
 use super::warn_once;
 use crate::error::WorkerError;
 use std::collections::HashMap;
@@ -25,6 +24,23 @@ pub(super) fn private_vm(len: u64, huge: bool) -> Result<(Vm, thaw_pager::Backin
     ));
     let ram = GuestRam::new(len, Backing::Anonymous)?;
     Ok((Vm::with_ram(ram)?, thaw_pager::Backing::Anonymous))
+}
+
+/// The chunks the VMM touches on every restore and invocation (step 3 of a lazy restore): the one
+/// holding the boot info, the mailboxes and the log, and the first chunk of the
+/// request and of the response areas. The rest of those areas (only large payloads
+/// reach it) is paged in on demand like guest memory: the VMM's own accesses fault
+/// into the pager too, which always serves them (small pages when no huge page is
+/// free), so they are not backed up front (18 MiB of huge pages per instance).
+pub(super) fn vmm_chunks(chunk_size: u64) -> impl Iterator<Item = u32> + Clone {
+    use thaw_abi::layout::{BOOT_INFO, LOG, LOG_SIZE, REQUEST, RESPONSE};
+    let span = move |lo: u64, hi: u64| (lo / chunk_size) as u32..hi.div_ceil(chunk_size) as u32;
+    let mut chunks: Vec<u32> = span(BOOT_INFO, LOG + LOG_SIZE)
+        .chain(span(REQUEST, REQUEST + 1))
+        .chain(span(RESPONSE, RESPONSE + 1))
+        .collect();
+    chunks.dedup();
+    chunks.into_iter()
 }
 
 /// Backs the chunks the VMM touches on every invocation ([`vmm_chunks`]) with
