@@ -150,6 +150,7 @@ fn run_scenario(
     let mut errors = Vec::new();
     let (metric, mode) = match sc {
         Scenario::Mode(m) => ("restore_to_first_response", m),
+        Scenario::Recycled => ("restore_to_first_response", MemoryMode::UffdPrefetch),
         Scenario::Warm => ("warm_invoke", cfg.instance_mode),
         Scenario::Provisioned => ("lease_to_response", cfg.instance_mode),
         Scenario::Burst => ("burst_lease_to_response", cfg.instance_mode),
@@ -157,11 +158,17 @@ fn run_scenario(
         Scenario::HostPython => ("host_process_to_result", MemoryMode::Boot),
     };
     let mut fleet = None;
+    ctx.worker.set_recycling(sc == Scenario::Recycled);
+    let reused_before = ctx.worker.recycle_stats().reused;
     match sc {
-        Scenario::Mode(m) => {
+        Scenario::Mode(_) | Scenario::Recycled => {
             let mut streak = 0;
             for i in 0..cfg.warmup + cfg.iterations {
-                match scenario::measure_restore(ctx, id, m) {
+                if sc == Scenario::Recycled {
+                    // The pool resets the last instance's VM on its own thread.
+                    ctx.worker.wait_recycled(Duration::from_millis(100));
+                }
+                match scenario::measure_restore(ctx, id, mode) {
                     Ok(s) if i >= cfg.warmup => samples.push(s),
                     // A warm-up restore may start building the runtime's module
                     // image in the background: measure the steady state after it.
@@ -176,6 +183,26 @@ fn run_scenario(
                     break;
                 }
             }
+            if sc == Scenario::Recycled {
+                let st = ctx.worker.recycle_stats();
+                let reused = st.reused - reused_before;
+                if reused < u64::from(cfg.iterations) {
+                    errors.push(format!(
+                        "only {reused} of {} restores were served by a reset VM (the rest built one)",
+                        cfg.warmup + cfg.iterations
+                    ));
+                }
+                if st.resets > 0 {
+                    let each = st.reset_time.as_secs_f64() * 1e3 / st.resets as f64;
+                    pb.suspend(|| {
+                        eprintln!(
+                            "thaw bench: recycled: {} VMs reset, {each:.2} ms each on the pool's thread",
+                            st.resets
+                        )
+                    });
+                }
+            }
+            ctx.worker.set_recycling(true);
         }
         Scenario::Warm => {
             match scenario::measure_warm(

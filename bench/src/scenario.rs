@@ -8,7 +8,9 @@
 //! 3. `t0`; `worker.restore(mode)`; the first `invoke`; headline = restore-to-first-response;
 //! 4. pager statistics before and after the first invoke (prefetched vs faulted bytes);
 //! 5. host memory of the idle instance's guest RAM mapping (smaps: RSS, PSS, hugetlb);
-//! 6. the instance is dropped (teardown is not timed).
+//! 6. the instance is retired (teardown is not timed): `recycled` keeps its VM to be
+//!    reset for the next iteration's restore, the mode scenarios run with VM reuse off,
+//!    so each of their restores builds a VM.
 //!
 //! `warm`: one restored instance invoked repeatedly; each sample is one invoke.
 use crate::ctx::Ctx;
@@ -22,8 +24,12 @@ use thaw_worker::{Instance, InvokeRequest, MemoryMode, StartTimings};
 /// One benchmark scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scenario {
-    /// A restore (or cold boot) in a memory mode, then the first invoke.
+    /// A restore (or cold boot) in a memory mode, then the first invoke; each instance
+    /// is torn down after it (VM reuse off).
     Mode(MemoryMode),
+    /// `uffd+prefetch` restores served by the VM of the instance retired before, reset
+    /// to the snapshot (worker/src/restore/recycle.rs), then the first invoke.
+    Recycled,
     /// Repeated invokes of one restored instance.
     Warm,
     /// A burst of concurrent invokes against a provisioned pool (through the scheduler).
@@ -41,6 +47,7 @@ impl Scenario {
     /// Every scenario, in report order.
     pub fn all() -> Vec<Scenario> {
         let mut v: Vec<Scenario> = MemoryMode::ALL.into_iter().map(Scenario::Mode).collect();
+        v.push(Scenario::Recycled);
         v.push(Scenario::Warm);
         v.push(Scenario::Provisioned);
         v.push(Scenario::Burst);
@@ -53,6 +60,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Mode(m) => m.as_str(),
+            Scenario::Recycled => "recycled",
             Scenario::Warm => "warm",
             Scenario::Provisioned => "provisioned",
             Scenario::Burst => "burst",
@@ -84,13 +92,14 @@ impl FromStr for Scenario {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "recycled" => Ok(Scenario::Recycled),
             "warm" => Ok(Scenario::Warm),
             "provisioned" => Ok(Scenario::Provisioned),
             "burst" => Ok(Scenario::Burst),
             "density" => Ok(Scenario::Density),
             "host-python3" => Ok(Scenario::HostPython),
             other => other.parse().map(Scenario::Mode).map_err(|_| {
-                format!("unknown scenario {other:?} (boot, eager, mmap, uffd, uffd+prefetch, shared, warm, provisioned, burst, density, host-python3, or all)")
+                format!("unknown scenario {other:?} (boot, eager, mmap, uffd, uffd+prefetch, shared, recycled, warm, provisioned, burst, density, host-python3, or all)")
             }),
         }
     }
@@ -257,7 +266,7 @@ pub fn measure_restore(ctx: &Ctx, id: &SnapshotId, mode: MemoryMode) -> anyhow::
     };
     // 5.
     let memory = idle_memory(&instance);
-    drop(instance);
+    worker.retire(instance);
     Ok(Sample {
         total,
         open,
@@ -315,8 +324,9 @@ mod tests {
     fn test_parse_scenarios() {
         let all = Scenario::parse_list("all").unwrap();
         assert_eq!(all, Scenario::all());
-        assert_eq!(all.len(), MemoryMode::ALL.len() + 5);
+        assert_eq!(all.len(), MemoryMode::ALL.len() + 6);
         for s in [
+            Scenario::Recycled,
             Scenario::Warm,
             Scenario::Provisioned,
             Scenario::Burst,

@@ -32,6 +32,10 @@ pub trait Backend: InstanceFactory<Instance: Sync> {
     /// The most memory `instance`'s runtime has used so far, bytes (REPORT's
     /// `Max Memory Used`).
     fn max_memory_used(&self, instance: &Self::Instance) -> u64;
+    /// The host's pool of VMs reset for reuse (`/metrics`); none without one.
+    fn recycle_stats(&self) -> thaw_worker::RecycleStats {
+        thaw_worker::RecycleStats::default()
+    }
 }
 
 impl Backend for WorkerFactory {
@@ -65,5 +69,9 @@ impl Backend for WorkerFactory {
 
     fn max_memory_used(&self, instance: &Self::Instance) -> u64 {
         instance.max_memory_used()
+    }
+
+    fn recycle_stats(&self) -> thaw_worker::RecycleStats {
+        self.worker().recycle_stats()
     }
 }

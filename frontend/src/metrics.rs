@@ -329,3 +329,39 @@ pub fn render_net(out: &mut String, n: &thaw_net::NetStatsSnapshot) {
         );
     }
 }
+
+/// The host's pool of VMs reset for reuse (worker/src/restore/recycle.rs).
+pub fn render_recycle(out: &mut String, r: &thaw_worker::RecycleStats) {
+    let rows: [(&str, &str, &str, u64); 4] = [
+        (
+            "thaw_recycled_ready",
+            "gauge",
+            "Retired instances' VMs reset to their snapshot and ready for a restore.",
+            r.ready as u64,
+        ),
+        (
+            "thaw_recycled_restores_total",
+            "counter",
+            "Restores served by a reset VM instead of a new one.",
+            r.reused,
+        ),
+        (
+            "thaw_recycled_resets_total",
+            "counter",
+            "Retired instances' VMs reset for reuse.",
+            r.resets,
+        ),
+        (
+            "thaw_recycled_refused_total",
+            "counter",
+            "Retired instances whose VM could not be reset (torn down).",
+            r.refused,
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+}

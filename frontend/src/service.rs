@@ -348,6 +348,7 @@ impl<B: Backend> Service<B> {
             .metrics
             .render(&self.scheduler.stats(), self.queued_events());
         crate::metrics::render_net(&mut out, &self.config.egress.stats.snapshot());
+        crate::metrics::render_recycle(&mut out, &self.scheduler.factory().recycle_stats());
         out
     }
 }

@@ -123,6 +123,32 @@ impl Core {
         bit(&self.installed, b)
     }
 
+    /// Blocks installed so far, ascending.
+    pub fn installed_blocks(&self) -> Vec<u32> {
+        (0..self.blocks())
+            .filter(|&b| self.is_installed(b))
+            .map(|b| b as u32)
+            .collect()
+    }
+
+    /// Gives block `b`'s pages back and clears its installed bit, so the next touch
+    /// faults and installs it afresh from the source. Only for hugetlbfs backings
+    /// (the pages of a shared memfd mapping; other backings refuse).
+    pub fn discard_block(&self, b: usize) -> Result<(), PagerError> {
+        let wrap = |e| PagerError::InstallChunk {
+            block: b,
+            source: Arc::new(e),
+        };
+        if !matches!(self.region.backing, Backing::Hugetlb) || b >= self.blocks() {
+            return Err(PagerError::CheckRegion(format!(
+                "block {b} cannot be discarded from this backing"
+            )));
+        }
+        install::discard(self.block_addr(b), self.block).map_err(wrap)?;
+        self.installed[b / 64].fetch_and(!(1 << (b % 64)), Ordering::AcqRel);
+        Ok(())
+    }
+
     pub fn mark_installed(&self, first: usize, count: usize) {
         for b in first..first + count {
             self.installed[b / 64].fetch_or(1 << (b % 64), Ordering::AcqRel);

@@ -53,6 +53,15 @@ pub enum InstallError {
         #[source]
         source: UffdError,
     },
+    /// Giving a block's pages back (MADV_REMOVE, so its next touch faults again) failed.
+    #[error("discarding {addr:#x} failed")]
+    Discard {
+        /// Start of the block.
+        addr: usize,
+        /// The syscall error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Replacing a block with anonymous memory (the small-page fallback) failed.
     #[error("replacing {addr:#x} with small pages failed")]
     SmallPages {
@@ -87,7 +96,9 @@ impl InstallError {
             | InstallError::ZeroChunk { source, .. }
             | InstallError::ContinueChunk { source, .. }
             | InstallError::Wake { source, .. } => errno_of(source),
-            InstallError::SmallPages { source, .. } => source.raw_os_error(),
+            InstallError::SmallPages { source, .. } | InstallError::Discard { source, .. } => {
+                source.raw_os_error()
+            }
             InstallError::NoProgress { .. } => None,
         }
     }
@@ -108,6 +119,23 @@ pub(crate) fn mapped(addr: HostAddr) -> bool {
 /// THP-advised mapping, then moved over `dst` with one `mremap`, so an access to
 /// `dst` sees either the old (unmapped) range or the whole new contents.
 ///
+/// Frees the pages of `[dst, dst + len)` in a shared hugetlbfs mapping (MADV_REMOVE
+/// punches the hole in the memfd too, so the range reads as missing again and its
+/// next touch faults into the userfaultfd). Contents are lost, not exposed: no
+/// reference into guest RAM exists (the caller holds the VM stopped).
+pub(crate) fn discard(dst: HostAddr, len: usize) -> Result<(), InstallError> {
+    // SAFETY: advice on a block of the registered region; MADV_REMOVE only drops
+    // pages (no Rust reference points into guest RAM), and the range stays mapped.
+    let rc = unsafe { libc::madvise(dst.as_ptr(), len, libc::MADV_REMOVE) };
+    if rc != 0 {
+        return Err(InstallError::Discard {
+            addr: dst.0,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 /// # Safety
 /// `dst` must be a range of guest RAM the caller may replace (no Rust references into
 /// it; nothing else installs there meanwhile).

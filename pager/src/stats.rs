@@ -110,6 +110,24 @@ impl PagerStats {
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Zeroes every counter, then sets `bytes_installed`.
+    pub(crate) fn reset(&self, bytes_installed: u64) {
+        let counters = [
+            &self.faults,
+            &self.fault_blocks,
+            &self.prefetch_blocks,
+            &self.zero_installs,
+            &self.eexist_races,
+            &self.small_page_blocks,
+            &self.latency_us_total,
+        ];
+        for c in counters.into_iter().chain(self.latency.iter()) {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.bytes_installed
+            .store(bytes_installed, Ordering::Relaxed);
+    }
+
     /// Read all counters (each is read atomically; the set is not one atomic snapshot).
     pub fn snapshot(&self) -> StatsSnapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -13,6 +13,7 @@ mod memory;
 mod network;
 mod packages;
 mod payloads;
+mod recycle;
 mod snapshots;
 mod timeout;
 mod tmp;

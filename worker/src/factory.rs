@@ -102,6 +102,11 @@ pub struct WorkerFactory {
 impl WorkerFactory {
     /// A factory restoring snapshots from `worker`'s store in `mode`, charging
     /// `overhead_bytes` per instance besides guest RAM.
+    /// The worker this factory makes instances with.
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
     pub fn new(worker: Worker, mode: MemoryMode, overhead_bytes: u64) -> Self {
         Self {
             worker,
@@ -252,13 +257,15 @@ impl WorkerFactory {
     }
 }
 
-/// Tears an instance down on a blocking thread (unmapping guest RAM can take milliseconds).
-fn drop_off_thread(instance: Instance) {
+/// Ends an instance on a blocking thread (unmapping guest RAM can take milliseconds):
+/// [`Worker::retire`] keeps its VM for reuse when it can be reset, else tears it down.
+fn retire_off_thread(worker: &Worker, instance: Instance) {
+    let worker = worker.clone();
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
-            handle.spawn_blocking(move || drop(instance));
+            handle.spawn_blocking(move || worker.retire(instance));
         }
-        Err(_) => drop(instance),
+        Err(_) => worker.retire(instance),
     }
 }
 
@@ -334,7 +341,10 @@ impl InstanceFactory for WorkerFactory {
     fn discard(&self, instance: WorkerInstance) {
         // If an invocation thread still holds it (its future was dropped), that thread frees it.
         if let Ok(vm) = Arc::try_unwrap(instance.vm) {
-            drop_off_thread(vm.into_inner().unwrap_or_else(|p| p.into_inner()));
+            retire_off_thread(
+                &self.worker,
+                vm.into_inner().unwrap_or_else(|p| p.into_inner()),
+            );
         }
     }
 }

@@ -111,6 +111,7 @@ impl Worker {
             module_region: self.lazy.module_region,
             ..Default::default()
         };
+        lazy.recycled.set_enabled(self.lazy.recycled.enabled());
         Self {
             runtime: self.runtime.clone(),
             store: self.store.clone(),
@@ -118,6 +119,35 @@ impl Worker {
             lazy: Arc::new(lazy),
             net: self.net.clone(),
         }
+    }
+
+    /// Ends an instance: a lazily restored one parked between invocations goes to the
+    /// pool of VMs reset for reuse by the next restore of its snapshot
+    /// ([`crate::restore::recycle`]; reset on the pool's own thread), any other is
+    /// torn down here.
+    pub fn retire(&self, instance: Instance) {
+        if !self.lazy.recycled.enabled() {
+            return drop(instance);
+        }
+        if let Some((key, vm)) = instance.into_reusable() {
+            self.lazy.recycled.put(key, vm);
+        }
+    }
+
+    /// Turns the reuse of retired instances' VMs on (the default) or off.
+    pub fn set_recycling(&self, on: bool) {
+        self.lazy.recycled.set_enabled(on);
+    }
+
+    /// Waits (at most `timeout`) until every retired VM handed to the reuse pool is
+    /// reset (benchmarks and tests; a service never waits for it).
+    pub fn wait_recycled(&self, timeout: std::time::Duration) {
+        self.lazy.recycled.wait_idle(timeout);
+    }
+
+    /// How often restores were served by a reset VM, and how many are ready.
+    pub fn recycle_stats(&self) -> crate::restore::recycle::RecycleStats {
+        self.lazy.recycled.stats()
     }
 
     /// Keeps the runtime's module images private to this worker instead of sharing them

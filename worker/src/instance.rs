@@ -312,6 +312,26 @@ impl Instance {
         self.lazy.as_ref()?.handle.private_bytes().ok()
     }
 
+    /// The VM and pager of a lazily restored instance parked in `Next` whose restore
+    /// allows reuse, with the key of the snapshot it may serve again
+    /// ([`crate::restore::recycle`]); `None` for any other instance (then dropped).
+    pub(crate) fn into_reusable(
+        self,
+    ) -> Option<(
+        crate::restore::recycle::RecycleKey,
+        crate::restore::recycle::ReadyVm,
+    )> {
+        let parked = self.ready && self.vm.pending() == Some(thaw_abi::Hypercall::Next);
+        let lazy = self.lazy.filter(|l| parked && l.recycle.is_some())?;
+        let key = crate::restore::recycle::RecycleKey {
+            snapshot: lazy.snapshot.1,
+            function: self.spec.name.clone(),
+            version: self.spec.version.clone(),
+            mode: lazy.mode,
+        };
+        Some((key, crate::restore::recycle::ReadyVm { lazy, vm: self.vm }))
+    }
+
     /// The memory mode of a lazily restored instance.
     pub fn lazy_mode(&self) -> Option<MemoryMode> {
         self.lazy.as_ref().map(|l| l.mode)

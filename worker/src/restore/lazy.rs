@@ -26,6 +26,7 @@
 //! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
 use super::images::ModuleImages;
 use super::images::SharedImages;
+use super::recycle::{mode_recycles, ReadyVm, RecycleInfo, RecycleKey, RecyclePool};
 use super::shells::{private_vm, vmm_chunks, ShellPool};
 use super::source::{pager_fault, StoreSource};
 use super::{corrupt, warn_once, MemoryMode, OpenedSnapshot};
@@ -56,6 +57,9 @@ pub struct LazyMemory {
     /// host memory and its first chunk index. Its pages never fault into the pager,
     /// so the chunks the guest used there are read off the page tables instead.
     pub module_probe: Option<ModuleProbe>,
+    /// What a reset for reuse needs (`None`: this VM is never reused: a recording
+    /// restore, 4 KiB backing, `shared` mode).
+    pub recycle: Option<RecycleInfo>,
 }
 
 /// The module region of a recording restore (see [`LazyMemory::module_probe`]).
@@ -118,6 +122,8 @@ pub struct LazyCaches {
     pub modules: Arc<ModuleImages>,
     /// Per worker: ready VM shells.
     pub shells: ShellPool,
+    /// Per snapshot: VMs of retired instances reset for reuse.
+    pub recycled: RecyclePool,
     /// Working sets by snapshot, once recorded or read.
     pub working_sets: Mutex<HashMap<SnapshotId, Arc<Vec<u32>>>>,
     /// Guest range of the runtime's precompiled module (2 MiB aligned), if known.
@@ -197,6 +203,11 @@ pub fn lazy_restore(
     caches: &LazyCaches,
 ) -> Result<(Vm, LazyMemory, std::time::Duration), WorkerError> {
     let t0 = std::time::Instant::now();
+    if mode_recycles(mode) {
+        if let Some(ReadyVm { vm, lazy }) = caches.recycled.take(&recycle_key(snap, mode)) {
+            return Ok((vm, lazy, t0.elapsed()));
+        }
+    }
     let cs = snap.manifest.chunk_size;
     // The working set may have been recorded since `snap` was read.
     let (working_set, provisional) = match &snap.manifest.working_set {
@@ -219,6 +230,10 @@ pub fn lazy_restore(
         provisional,
         huge_pages_needed,
     };
+    if !plan.huge_pages_ok() {
+        // Reset VMs kept for reuse hold huge pages a restore needs more.
+        caches.recycled.release_all();
+    }
     let mut mapped = map_guest_ram(&plan, caches)?;
     read_ahead(&plan, &mut mapped)?;
     let handle = start_pager(&plan, &mut mapped)?;
@@ -228,6 +243,7 @@ pub fn lazy_restore(
     let Mapped {
         mut vm,
         module_chunks,
+        backing,
         ..
     } = mapped;
     vm.load_state(&snap.vm_state)?;
@@ -241,6 +257,21 @@ pub fn lazy_restore(
         len: module_chunks.len() * cs as usize,
         first_chunk: module_chunks.start,
         chunk_size: cs as usize,
+    });
+    let recycle = (mode_recycles(mode) && !record && backing_is_hugetlb(&backing)).then(|| {
+        caches.recycled.remember(store, snap);
+        let mut kept: Vec<u32> = vmm_chunks(cs).collect();
+        if mode == MemoryMode::UffdPrefetch {
+            for &i in plan.working_set.iter().flatten() {
+                if !module_chunks.contains(&i) && !kept.contains(&i) {
+                    kept.push(i);
+                }
+            }
+        }
+        RecycleInfo {
+            kept,
+            module_chunks: module_chunks.clone(),
+        }
     });
     let base = match (plan.working_set, plan.provisional && record) {
         (Some(ws), true) => ws,
@@ -256,9 +287,20 @@ pub fn lazy_restore(
             provisional: false,
             mode,
             module_probe,
+            recycle,
         },
         memory_ready,
     ))
+}
+
+/// Which reset VMs may serve a restore of `snap`: its own function version's.
+pub(super) fn recycle_key(snap: &OpenedSnapshot, mode: MemoryMode) -> RecycleKey {
+    RecycleKey {
+        snapshot: snap.manifest.id,
+        function: snap.spec.name.clone(),
+        version: snap.spec.version.clone(),
+        mode,
+    }
 }
 
 /// Step 1: the VM and its guest RAM (a ready shell from the pool when there is one),

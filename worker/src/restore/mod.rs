@@ -34,6 +34,7 @@ mod eager;
 pub mod images;
 pub mod lazy;
 pub mod mode;
+pub mod recycle;
 pub mod shells;
 pub mod source;
 
