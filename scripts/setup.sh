@@ -19,7 +19,8 @@
 # 6. `cargo build --release` (also builds the guest, through worker/build.rs).
 #
 # Environment: THAW_JOBS (cargo -j, default 2), THAW_HUGEPAGES_PCT (percent of the
-# host's RAM to reserve as 2 MiB huge pages, default 10; huge pages are an
+# host's RAM to reserve as 2 MiB huge pages, default 25: a burst of 200 hello
+# restores holds ~2,600 of them; huge pages are an
 # optimisation: with the pool short, guests run on 4 KiB pages), THAW_HUGEPAGES (an
 # exact page count instead), THAW_SKIP_BUILD=1 to stop before step 6.
 set -euo pipefail
@@ -29,7 +30,7 @@ cd "$ROOT"
 
 JOBS="${THAW_JOBS:-2}"
 MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)"
-HUGEPAGES_PCT="${THAW_HUGEPAGES_PCT:-10}"
+HUGEPAGES_PCT="${THAW_HUGEPAGES_PCT:-25}"
 # At least 512 pages (1 GiB) where the host has room for them.
 HUGEPAGES_DEFAULT=$(( MEM_KB * HUGEPAGES_PCT / 100 / 2048 ))
 if [ "$HUGEPAGES_DEFAULT" -lt 512 ] && [ "$MEM_KB" -ge $(( 8 * 1024 * 1024 )) ]; then

@@ -216,6 +216,12 @@ impl Backend for DeferredFactory {
     fn max_memory_used(&self, instance: &WorkerInstance) -> u64 {
         instance.max_memory_used()
     }
+
+    fn recycle_stats(&self) -> thaw_worker::RecycleStats {
+        self.get()
+            .map(|f| f.worker().recycle_stats())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -307,6 +307,10 @@ impl Core {
         }
     }
 
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
     pub fn take_working_set(&self) -> Vec<u32> {
         self.recorder
             .as_ref()

@@ -199,10 +199,12 @@ impl PagerHandle {
             .try_for_each(|&b| self.core.discard_block(b as usize))
     }
 
-    /// Starts the counters afresh, as if `bytes_installed` had just been installed
-    /// (a reused VM: its pager reports what this instance holds, not the last one).
-    pub fn reset_stats(&self, bytes_installed: u64) {
-        self.core.stats.reset(bytes_installed);
+    /// Starts the counters afresh, as if `blocks` had just been prefetched (a reused
+    /// VM: its pager reports what this instance holds, not what the last one did).
+    pub fn reset_stats(&self, blocks: u64) {
+        self.core
+            .stats
+            .reset(blocks * self.core.block as u64, blocks);
     }
 
     /// Current statistics.
@@ -219,6 +221,11 @@ impl PagerHandle {
     /// fault on it goes through the fatal path).
     pub fn prefetch_error(&self) -> Option<PagerError> {
         self.core.prefetch_error.lock().clone()
+    }
+
+    /// Whether this pager records the chunks faults touch (`PagerOptions::record`).
+    pub fn is_recording(&self) -> bool {
+        self.core.is_recording()
     }
 
     /// Chunk indices faults touched so far, in first-touch order, without duplicates; clears
@@ -497,7 +504,7 @@ mod tests {
         });
         assert_eq!(h.installed_blocks(), vec![1, 2]);
         h.discard(&[2]).unwrap();
-        h.reset_stats(block as u64);
+        h.reset_stats(1);
         assert_eq!(h.installed_blocks(), vec![1]);
         let s = src.clone();
         with_timeout(30, move || {

@@ -110,12 +110,12 @@ impl PagerStats {
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Zeroes every counter, then sets `bytes_installed`.
-    pub(crate) fn reset(&self, bytes_installed: u64) {
+    /// Zeroes every counter, then sets `bytes_installed` in `blocks` installed ahead
+    /// of the guest (counted as prefetched).
+    pub(crate) fn reset(&self, bytes_installed: u64, blocks: u64) {
         let counters = [
             &self.faults,
             &self.fault_blocks,
-            &self.prefetch_blocks,
             &self.zero_installs,
             &self.eexist_races,
             &self.small_page_blocks,
@@ -126,6 +126,7 @@ impl PagerStats {
         }
         self.bytes_installed
             .store(bytes_installed, Ordering::Relaxed);
+        self.prefetch_blocks.store(blocks, Ordering::Relaxed);
     }
 
     /// Read all counters (each is read atomically; the set is not one atomic snapshot).

@@ -74,36 +74,44 @@ fn test_a_reused_vm_holds_exactly_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let w = worker(dir.path(), StoreOptions::default());
     let (id, _) = w.snapshot(&spec("recycle", STATEFUL)).unwrap();
-    // The first restore records the working set: its VM is not kept.
-    let (first, _) = restore_invoke(&w, &id, serde_json::json!({}));
-    w.retire(first);
+    // The build's probe clone (it ran the runtime's invoke path) is reset and kept.
     w.wait_recycled(Duration::from_secs(5));
-    assert_eq!(
-        w.recycle_stats().ready,
-        0,
-        "a recording restore's VM was kept"
-    );
-    // An instance that writes all over its memory and /tmp, then retires.
+    let st = w.recycle_stats();
+    assert_eq!((st.resets, st.ready), (1, 1), "{st:?}");
+    let provisional = w
+        .store()
+        .manifest(&id)
+        .unwrap()
+        .provisional_working_set
+        .unwrap();
+    // The first restore takes it and records the final working set on top of the
+    // provisional one, as a fresh VM would; this instance writes all over its memory
+    // and /tmp, then retires.
     let (mut dirty, out) = restore_invoke(&w, &id, serde_json::json!({"dirty": true}));
     assert_eq!(out["count"], 1);
-    let out = body_json(&invoke(&mut dirty, &serde_json::json!({"dirty": true})));
-    assert_eq!(
-        (
-            out["count"].as_i64(),
-            out["kept"].as_i64(),
-            out["tmp_clean"].as_bool()
-        ),
-        (Some(2), Some(2), Some(false))
+    assert_eq!(w.recycle_stats().reused, 1);
+    let fin = w.store().manifest(&id).unwrap().working_set;
+    let fin = fin.expect("the first restore recorded the final working set");
+    assert!(
+        provisional.iter().all(|c| fin.contains(c)),
+        "{provisional:?} {fin:?}"
     );
+    let out = body_json(&invoke(&mut dirty, &serde_json::json!({"dirty": true})));
+    let seen = (
+        out["count"].as_i64(),
+        out["kept"].as_i64(),
+        out["tmp_clean"].as_bool(),
+    );
+    assert_eq!(seen, (Some(2), Some(2), Some(false)));
     let dirty_r = out["r"].as_f64().unwrap();
     w.retire(dirty);
     w.wait_recycled(Duration::from_secs(5));
     let st = w.recycle_stats();
-    assert_eq!((st.resets, st.ready), (1, 1), "{st:?}");
+    assert_eq!((st.resets, st.ready), (2, 1), "{st:?}");
     // The next restore takes the reset VM: memory is the snapshot's, byte for byte.
     let snap = w.open_snapshot(&id, None).unwrap();
     let (mut reused, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
-    assert_eq!(w.recycle_stats().reused, 1);
+    assert_eq!(w.recycle_stats().reused, 2);
     assert_ram_is_the_snapshot(&w, &id, &reused);
     assert_eq!(
         reused.vm().guest_memory_peak(),
@@ -111,15 +119,12 @@ fn test_a_reused_vm_holds_exactly_the_snapshot() {
         "the last instance's memory peak stayed"
     );
     let out = body_json(&invoke(&mut reused, &serde_json::json!({})));
-    assert_eq!(
-        (
-            out["count"].as_i64(),
-            out["kept"].as_i64(),
-            out["tmp_clean"].as_bool()
-        ),
-        (Some(1), Some(0), Some(true)),
-        "{out}"
+    let seen = (
+        out["count"].as_i64(),
+        out["kept"].as_i64(),
+        out["tmp_clean"].as_bool(),
     );
+    assert_eq!(seen, (Some(1), Some(0), Some(true)), "{out}");
     assert_ne!(out["r"].as_f64().unwrap(), dirty_r);
     // Reused again: a second reset of the same VM.
     w.retire(reused);
@@ -129,7 +134,7 @@ fn test_a_reused_vm_holds_exactly_the_snapshot() {
         (out["count"].as_i64(), out["tmp_clean"].as_bool()),
         (Some(1), Some(true))
     );
-    assert_eq!(w.recycle_stats().reused, 2);
+    assert_eq!(w.recycle_stats().reused, 3);
     drop(again);
 }
 
@@ -142,11 +147,14 @@ fn test_reset_vms_serve_only_their_own_function_version() {
     let w = worker(dir.path(), StoreOptions::default());
     let (a, _) = w.snapshot(&spec("recycle-a", STATEFUL)).unwrap();
     let (b, _) = w.snapshot(&spec("recycle-b", STATEFUL)).unwrap();
+    w.wait_recycled(Duration::from_secs(5));
     for id in [&a, &b] {
-        // Record each working set first (those VMs are not kept).
+        // Each takes its own build's probe clone and records its working set.
         let (i, _) = restore_invoke(&w, id, serde_json::json!({}));
         drop(i);
     }
+    let st = w.recycle_stats();
+    assert_eq!((st.reused, st.ready), (2, 0), "{st:?}");
     let (i, _) = restore_invoke(&w, &a, serde_json::json!({"dirty": true}));
     w.retire(i);
     w.wait_recycled(Duration::from_secs(5));
@@ -159,14 +167,14 @@ fn test_reset_vms_serve_only_their_own_function_version() {
     let (i, _) = w.restore(&snap, MemoryMode::Uffd).unwrap();
     drop(i);
     let st = w.recycle_stats();
-    assert_eq!((st.reused, st.ready), (0, 1), "{st:?}");
+    assert_eq!((st.reused, st.ready), (2, 1), "{st:?}");
     // a's own restore takes it.
     let (i, out) = restore_invoke(&w, &a, serde_json::json!({}));
     assert_eq!(
         (out["count"].as_i64(), out["kept"].as_i64()),
         (Some(1), Some(0))
     );
-    assert_eq!(w.recycle_stats().reused, 1);
+    assert_eq!(w.recycle_stats().reused, 3);
     drop(i);
 }
 
@@ -180,6 +188,7 @@ fn test_an_instance_that_timed_out_is_never_reused() {
     let mut s = spec("recycle-timeout", STATEFUL);
     s.timeout = Duration::from_secs(1);
     let (id, _) = w.snapshot(&s).unwrap();
+    w.wait_recycled(Duration::from_secs(5));
     let (i, _) = restore_invoke(&w, &id, serde_json::json!({}));
     drop(i);
     let snap = w.open_snapshot(&id, None).unwrap();
@@ -189,7 +198,11 @@ fn test_an_instance_that_timed_out_is_never_reused() {
     w.retire(i);
     w.wait_recycled(Duration::from_secs(5));
     let st = w.recycle_stats();
-    assert_eq!((st.resets, st.ready), (0, 0), "{st:?}");
+    assert_eq!(
+        (st.resets, st.ready),
+        (1, 0),
+        "only the probe clone was reset: {st:?}"
+    );
     // With reuse off, a healthy instance is torn down too.
     w.set_recycling(false);
     let (i, _) = restore_invoke(&w, &id, serde_json::json!({}));

@@ -125,12 +125,7 @@ impl Vm {
         // keeps mapped for as long as the VM fd exists (fields drop vm before ram).
         unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err(VmError::SetMemoryRegion))?;
         let vcpu = vm.create_vcpu(0).map_err(kvm_err(VmError::CreateVcpu))?;
-        let cpuid = kvm
-            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| VmError::SetupVcpu {
-                step: "get cpuid",
-                source: std::io::Error::from_raw_os_error(e.errno()),
-            })?;
+        let cpuid = supported_cpuid(&kvm)?;
         let avx = cpuid
             .as_slice()
             .iter()
@@ -550,6 +545,23 @@ impl Vm {
             Err(e) => Err(VmError::Run(std::io::Error::from_raw_os_error(e.errno()))),
         }
     }
+}
+
+/// The CPUID KVM supports, asked once per process: the answer is a property of the
+/// host, and asking costs a burst of restores ~4% of its CPU here (each host `cpuid`
+/// KVM runs to build it exits to the outer hypervisor).
+fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, VmError> {
+    static SUPPORTED: std::sync::OnceLock<kvm_bindings::CpuId> = std::sync::OnceLock::new();
+    if let Some(c) = SUPPORTED.get() {
+        return Ok(c.clone());
+    }
+    let cpuid = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| VmError::SetupVcpu {
+            step: "get cpuid",
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })?;
+    Ok(SUPPORTED.get_or_init(|| cpuid).clone())
 }
 
 /// Estimates the TSC frequency when KVM cannot tell.

@@ -242,6 +242,9 @@ impl Worker {
                 log: out.log,
             });
         }
+        // Reset to the snapshot, the clone serves the first real restore (which then
+        // skips building a VM and records the final working set on top of the probe's).
+        self.retire(clone);
         Ok(())
     }
 

@@ -101,6 +101,14 @@ impl LazyMemory {
                     Err(e) => eprintln!("thaw: reading which module pages {id} used: {e}"),
                 }
             }
+            if let Some(r) = &mut self.recycle {
+                // A reset keeps (rewrites) what the next restore would prefetch.
+                for &c in &ws {
+                    if !r.module_chunks.contains(&c) && !r.kept.contains(&c) {
+                        r.kept.push(c);
+                    }
+                }
+            }
             let stored = if self.provisional {
                 store.set_provisional_working_set(&id, &ws)
             } else {
@@ -204,7 +212,17 @@ pub fn lazy_restore(
 ) -> Result<(Vm, LazyMemory, std::time::Duration), WorkerError> {
     let t0 = std::time::Instant::now();
     if mode_recycles(mode) {
-        if let Some(ReadyVm { vm, lazy }) = caches.recycled.take(&recycle_key(snap, mode)) {
+        if let Some(ReadyVm { vm, mut lazy }) = caches.recycled.take(&recycle_key(snap, mode)) {
+            // A reset VM whose pager records (the build's probe clone, or a first
+            // restore's): if the snapshot still has only a provisional working set,
+            // this restore records the final one on top of it, as a fresh one would.
+            lazy.provisional = false;
+            if lazy.handle.is_recording() {
+                if let Some((ws, true)) = caches.working_set(store, &snap.manifest.id)? {
+                    lazy.record_to = Some((store.clone(), snap.manifest.id));
+                    lazy.base = ws;
+                }
+            }
             return Ok((vm, lazy, t0.elapsed()));
         }
     }
@@ -258,7 +276,7 @@ pub fn lazy_restore(
         first_chunk: module_chunks.start,
         chunk_size: cs as usize,
     });
-    let recycle = (mode_recycles(mode) && !record && backing_is_hugetlb(&backing)).then(|| {
+    let recycle = (mode_recycles(mode) && backing_is_hugetlb(&backing)).then(|| {
         caches.recycled.remember(store, snap);
         let mut kept: Vec<u32> = vmm_chunks(cs).collect();
         if mode == MemoryMode::UffdPrefetch {

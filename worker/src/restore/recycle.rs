@@ -28,6 +28,7 @@
 //! up after [`IDLE`] unused or at once when the huge-page pool runs low
 //! ([`RecyclePool::release_all`], called by restores that find the pool short).
 use super::lazy::LazyMemory;
+use super::shells::vmm_chunks;
 use super::{MemoryMode, OpenedSnapshot};
 use crate::error::WorkerError;
 use std::collections::{HashMap, VecDeque};
@@ -129,9 +130,17 @@ pub struct RecycleStats {
     pub reset_time: Duration,
 }
 
-/// Reset VMs ready for the next restore of their snapshot (see the module doc).
-#[derive(Debug, Default, Clone)]
+/// Reset VMs ready for the next restore of their snapshot (see the module doc). One
+/// per worker's caches, not cloned: dropping it closes the pool.
+#[derive(Debug, Default)]
 pub struct RecyclePool(Arc<Inner>);
+
+impl Drop for RecyclePool {
+    /// The worker's last handle is gone: its reset VMs (and their store handles) go now.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
 
 impl RecyclePool {
     /// Turns reuse on or off (off: retired instances are torn down, ready VMs go).
@@ -204,6 +213,25 @@ impl RecyclePool {
         }
     }
 
+    /// Ends the pool (its worker is gone): every ready and queued VM is torn down,
+    /// what it kept of snapshots (store handles) is dropped, and this waits for a
+    /// reset in progress, so the store can be opened again at once.
+    pub fn close(&self) {
+        self.0.enabled.store(false, Ordering::SeqCst);
+        let (ready, queue, snapshots) = {
+            let mut st = self.lock();
+            let ready: Vec<Parked> = st.ready.drain().flat_map(|(_, v)| v).collect();
+            (
+                ready,
+                std::mem::take(&mut st.queue),
+                std::mem::take(&mut st.snapshots),
+            )
+        };
+        drop((ready, queue, snapshots));
+        self.0.wake.notify_all();
+        self.wait_idle(Duration::from_secs(5));
+    }
+
     /// Tears down every ready VM (their huge pages go back to the pool).
     pub fn release_all(&self) {
         let drained: Vec<Parked> = {
@@ -252,6 +280,12 @@ fn run(pool: Weak<Inner>) {
         let job = {
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             loop {
+                if !inner.enabled.load(Ordering::SeqCst) && st.ready.is_empty() {
+                    // Reuse is off (or the pool closed): nothing to wait for.
+                    st.queue.clear();
+                    st.started = false;
+                    break None;
+                }
                 if let Some((key, vm)) = st.queue.pop_front() {
                     st.busy = true;
                     let info = st.snapshots.get(&key.snapshot).cloned();
@@ -291,19 +325,20 @@ fn run(pool: Weak<Inner>) {
             }
             _ => false,
         };
-        let keep = if ok {
-            Some(vm)
-        } else {
+        if !ok {
             inner.refused.fetch_add(1, Ordering::Relaxed);
-            drop(vm);
-            None
-        };
+        }
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ready) = keep {
+        // Reuse turned off (or the pool closed) meanwhile: this VM goes too.
+        if ok && inner.enabled.load(Ordering::SeqCst) {
             st.ready.entry(key).or_default().push(Parked {
-                ready,
+                ready: vm,
                 since: Instant::now(),
             });
+        } else {
+            drop(st);
+            drop(vm);
+            st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         }
         st.busy = false;
     }
@@ -359,20 +394,26 @@ fn reset(vm: &mut ReadyVm, info: &SnapInfo) -> Result<(), ResetRefused> {
         }
     }
     // 2.
-    let extra: Vec<u32> = lazy
-        .handle
-        .installed_blocks()
-        .into_iter()
+    let installed = lazy.handle.installed_blocks();
+    let extra: Vec<u32> = installed
+        .iter()
+        .copied()
         .filter(|b| !recycle.kept.contains(b) && !module.contains(b))
         .collect();
     lazy.handle.discard(&extra).map_err(ResetRefused::Discard)?;
-    // 3.
+    // 3. Only blocks that are backed now (the VMM's areas, populated before the pager
+    //    started, and what the pager installed): a write elsewhere would fault into
+    //    the pager, and a block it cannot serve would stall this thread. A kept block
+    //    nobody touched still holds nothing and faults in the snapshot's bytes later.
+    let vmm: Vec<u32> = vmm_chunks(cs).collect();
     for &b in &recycle.kept {
-        rewrite_block(vm, info, b).map_err(ResetRefused::Rewrite)?;
+        if vmm.contains(&b) || installed.binary_search(&b).is_ok() {
+            rewrite_block(vm, info, b).map_err(ResetRefused::Rewrite)?;
+        }
     }
     // 4.
     vm.reset_to(&info.state).map_err(ResetRefused::Vcpu)?;
-    lazy.handle.reset_stats(recycle.kept.len() as u64 * cs);
+    lazy.handle.reset_stats(recycle.kept.len() as u64);
     Ok(())
 }
 
