@@ -43,6 +43,8 @@ fn test_restores_fall_back_to_small_pages_when_huge_pages_run_out() {
     let w = worker(dir.path(), StoreOptions::default());
     let code = "N = 0\ndef handler(event, context):\n    global N\n    N += 1\n    return {'n': N, 'echo': event}\n";
     let (id, _) = w.snapshot(&spec("small-pages", code)).unwrap();
+    // The build's probe clone, reset for reuse, serves the first restore below.
+    w.wait_recycled(std::time::Duration::from_secs(5));
     let restore = || {
         let snap = w.open_snapshot(&id, None).unwrap();
         let (mut inst, _) = w.restore(&snap, MemoryMode::UffdPrefetch).expect("restore");
@@ -203,4 +205,58 @@ fn test_a_fresh_worker_maps_the_shared_module_image_at_its_first_restore() {
     let stats = inst.pager_stats().unwrap();
     let module = thaw_tests::runtime().module.bytes.len() as u64;
     assert!(stats.bytes_installed < module / 2, "{stats:?}");
+}
+
+/// Issue 14: VMs kept for reuse never hold huge pages the host runs short of: when the
+/// pool runs low the ready ones are torn down, and retired instances are not reset
+/// (torn down instead) until pages are free again.
+#[test]
+fn test_reset_vms_give_their_huge_pages_back_when_the_pool_runs_low() {
+    if !kvm_or_skip("test_reset_vms_give_their_huge_pages_back_when_the_pool_runs_low") {
+        return;
+    }
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let free = thaw_pager::free_huge_pages();
+    if free < 128 {
+        println!("SKIPPED: test_reset_vms_give_their_huge_pages_back_when_the_pool_runs_low (only {free} free huge pages)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), StoreOptions::default());
+    let code = "def handler(event, context):\n    return event\n";
+    let (id, _) = w.snapshot(&spec("recycle-low", code)).unwrap();
+    w.wait_recycled(std::time::Duration::from_secs(5));
+    let restore = || {
+        let snap = w.open_snapshot(&id, None).unwrap();
+        let (mut inst, _) = w.restore(&snap, MemoryMode::UffdPrefetch).expect("restore");
+        let out = body_json(&invoke(&mut inst, &serde_json::json!({"k": 1})));
+        assert_eq!(out, serde_json::json!({"k": 1}));
+        inst
+    };
+    // Two instances on huge pages (the first takes the build's probe clone).
+    let (a, b) = (restore(), restore());
+    assert!(hugetlb_kib(&b) > 0, "expected huge pages");
+    w.retire(a);
+    w.wait_recycled(std::time::Duration::from_secs(5));
+    assert_eq!(w.recycle_stats().ready, 1);
+    let take = thaw_pager::free_huge_pages().saturating_sub(8);
+    let mut hog = thaw_pager::HugeMemfd::create(take * thaw_pager::HUGE_PAGE_SIZE).unwrap();
+    hog.fill_parallel(thaw_pager::HUGE_PAGE_SIZE, 1, |_, page| {
+        page[0] = 1;
+        Ok::<(), ()>(())
+    })
+    .unwrap();
+    // The pool's thread looks every second: the ready VM goes.
+    let t0 = std::time::Instant::now();
+    while w.recycle_stats().ready > 0 && t0.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(w.recycle_stats().ready, 0, "a reset VM kept its huge pages");
+    // An instance retired now is torn down, not reset.
+    let refused = w.recycle_stats().refused;
+    w.retire(b);
+    w.wait_recycled(std::time::Duration::from_secs(5));
+    let st = w.recycle_stats();
+    assert_eq!((st.ready, st.refused), (0, refused + 1), "{st:?}");
+    drop(hog);
 }
