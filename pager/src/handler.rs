@@ -8,7 +8,7 @@ use crate::source::{ChunkKind, PageSource};
 use crate::stats::PagerStats;
 use crate::{Backing, GuestRegion, HostAddr};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use userfaultfd::{Event, EventBuffer, Uffd};
@@ -30,9 +30,21 @@ pub(crate) struct Core {
     installed: Vec<AtomicU64>,
     /// Serialises small-page fallbacks (see `back_with_small_pages`).
     fallback: Mutex<()>,
+    /// Installs under way: from before a block's bytes go in (which may wake the
+    /// faulting thread) until its installed bit is set ([`Core::begin_install`]).
+    in_flight: AtomicUsize,
     zero_block: Vec<u8>,
     /// Threads of a blocking prefetch (see `PagerOptions::prefetch_threads`).
     pub prefetch_threads: usize,
+}
+
+/// An install under way ([`Core::begin_install`]).
+pub struct InstallGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InstallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn bit(map: &[AtomicU64], i: usize) -> bool {
@@ -103,6 +115,7 @@ impl Core {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             fallback: Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
             zero_block,
             prefetch_threads: match opts.prefetch_threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
@@ -121,6 +134,28 @@ impl Core {
 
     pub fn is_installed(&self, b: usize) -> bool {
         bit(&self.installed, b)
+    }
+
+    /// Counts an install as under way until the guard drops (after its installed bit is
+    /// set): the copy wakes the faulting thread before the bit is set, so a guest can run
+    /// on past a fault whose bit is still clear.
+    pub fn begin_install(&self) -> InstallGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InstallGuard(&self.in_flight)
+    }
+
+    /// Waits until no install is under way, at most `timeout`; true when none is. With
+    /// every vCPU and VMM access stopped, no new one starts, so the installed bits are
+    /// then exactly the blocks installed.
+    pub fn quiesce(&self, timeout: std::time::Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
     }
 
     /// Blocks installed so far, ascending.
@@ -191,6 +226,7 @@ impl Core {
         data: BlockData<'_>,
         by_prefetch: bool,
     ) -> Result<(), PagerError> {
+        let _busy = self.begin_install();
         let dst = self.block_addr(b);
         if self.is_installed(b) {
             // Installed meanwhile (a prefetch, or a small-page fallback whose

@@ -190,6 +190,14 @@ impl PagerHandle {
         self.core.installed_blocks()
     }
 
+    /// Waits (at most `timeout`) until no install is under way; true when none is. The
+    /// caller has stopped every access to guest RAM (the vCPU parked), so afterwards
+    /// [`PagerHandle::installed_blocks`] is exact: a copy wakes the faulting thread
+    /// before it marks its block installed.
+    pub fn quiesce(&self, timeout: std::time::Duration) -> bool {
+        self.core.quiesce(timeout)
+    }
+
     /// Gives `blocks` back to the host (hugetlbfs backings): their pages are freed and
     /// their next touch faults in the source's bytes again, as on a fresh restore.
     /// The caller holds the VM's vCPU stopped, so no fault races the discard.

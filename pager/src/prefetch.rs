@@ -99,6 +99,7 @@ pub(crate) fn install_chunks(
 
 /// Steps 3 and 4 for one run of private (anonymous or hugetlb) blocks.
 fn install_run(core: &Core, first: usize, n: usize, buf: &mut Vec<u8>) -> Result<(), PagerError> {
+    let _busy = core.begin_install();
     let mut start = first; // first block of the pending data run
     let flush =
         |start: usize, end: usize, buf: &[u8]| -> Result<(), PagerError> {

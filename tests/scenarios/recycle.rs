@@ -210,3 +210,39 @@ fn test_an_instance_that_timed_out_is_never_reused() {
     w.wait_recycled(Duration::from_secs(5));
     assert_eq!(w.recycle_stats().ready, 0);
 }
+
+/// A VM whose shared module image was written to (a copy-on-write copy of it exists)
+/// is not reset: the write stands in for a hostile guest's (the host writes through
+/// the same private mapping), and the reset refuses rather than hand the next
+/// instance a modified runtime.
+#[test]
+fn test_a_vm_whose_module_image_was_written_is_never_reused() {
+    if !kvm_or_skip("test_a_vm_whose_module_image_was_written_is_never_reused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), StoreOptions::default());
+    let (id, _) = w.snapshot(&spec("recycle-module", STATEFUL)).unwrap();
+    w.wait_recycled(Duration::from_secs(5));
+    w.wait_module_images();
+    let (i, _) = restore_invoke(&w, &id, serde_json::json!({}));
+    drop(i);
+    // A restore that maps the shared module image (built by now).
+    let (i, _) = restore_invoke(&w, &id, serde_json::json!({}));
+    let module = GuestAddress(thaw_abi::layout::IMAGES + 4096);
+    let before = i.vm().ram().read_vec(module, 8).unwrap();
+    i.vm().ram().write(module, b"modified").unwrap();
+    let st = w.recycle_stats();
+    w.retire(i);
+    w.wait_recycled(Duration::from_secs(5));
+    let after = w.recycle_stats();
+    assert_eq!(
+        (after.refused, after.ready),
+        (st.refused + 1, st.ready),
+        "{after:?}"
+    );
+    // The next restore builds a VM; the module image itself was never changed.
+    let snap = w.open_snapshot(&id, None).unwrap();
+    let (i, _) = w.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+    assert_eq!(i.vm().ram().read_vec(module, 8).unwrap(), before);
+}

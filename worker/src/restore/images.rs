@@ -63,7 +63,7 @@ fn shared_image_path(chunks: &[Option<ChunkId>]) -> Option<std::path::PathBuf> {
     Some(dir.join(format!("thaw-module-{}", &h.finalize().to_hex()[..32])))
 }
 
-/// Removes temporary module images (`thaw-module-<key>.<pid>.tmp`) whose builder process
+/// Removes temporary module images (`thaw-module-<key>.<pid>-<n>.tmp`) whose builder process
 /// is gone: a process that exits mid-build leaves one behind, and hugetlbfs files hold
 /// their huge pages until deleted.
 fn remove_abandoned_builds(dir: &std::path::Path) {
@@ -78,7 +78,7 @@ fn remove_abandoned_builds(dir: &std::path::Path) {
         let pid = rest
             .strip_suffix(".tmp")
             .and_then(|r| r.rsplit_once('.'))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+            .and_then(|(_, build)| build.split('-').next()?.parse::<u32>().ok());
         if let Some(pid) = pid {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = std::fs::remove_file(e.path());
@@ -184,8 +184,12 @@ impl ModuleImages {
             .flatten()
             .and_then(|path| {
                 remove_abandoned_builds(path.parent()?);
-                let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-                let _ = std::fs::remove_file(&tmp);
+                // Unique per build: two workers of one process may build the same
+                // image at once, and one must never rename the other's half-filled
+                // file into place.
+                static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
                 thaw_pager::HugeMemfd::create_file(&tmp, len)
                     .ok()
                     .map(|img| (img, tmp, path))
@@ -217,5 +221,28 @@ impl ModuleImages {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remove_abandoned_builds;
+
+    #[test]
+    fn test_abandoned_builds_of_dead_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22, so this process cannot exist.
+        let dead = dir.path().join("thaw-module-abc.9999999-0.tmp");
+        let dead_old_format = dir.path().join("thaw-module-abc.9999998.tmp");
+        let live = dir
+            .path()
+            .join(format!("thaw-module-abc.{}-3.tmp", std::process::id()));
+        let published = dir.path().join("thaw-module-abc");
+        for f in [&dead, &dead_old_format, &live, &published] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        remove_abandoned_builds(dir.path());
+        assert!(!dead.exists() && !dead_old_format.exists());
+        assert!(live.exists() && published.exists());
     }
 }

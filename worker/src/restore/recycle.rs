@@ -6,7 +6,9 @@
 //! tinykvm and Hyperlight reset VMs for reuse the same way.
 //!
 //! Reset steps ([`reset`], on the pool's own thread, never on a restore's path):
-//! 1. Refuse what cannot be reset exactly: a dead VM, an instance that was not parked
+//! 1. Wait for the pager's last install to be marked (a copy wakes the guest before its
+//!    block's installed bit is set, so a parked guest can be ahead of the bitmap), then
+//!    refuse what cannot be reset exactly: a dead VM, an instance that was not parked
 //!    in `Next`, a pager that failed or fell back to small pages, a module region the
 //!    guest wrote to (copy-on-write copies of the shared image: read off the page
 //!    tables).
@@ -375,7 +377,10 @@ enum ResetRefused {
 fn reset(vm: &mut ReadyVm, info: &SnapInfo) -> Result<(), ResetRefused> {
     let ReadyVm { lazy, vm } = vm;
     let recycle = lazy.recycle.as_ref().ok_or(ResetRefused::Pager)?;
-    // 1.
+    // 1. (the pager's installed bits are exact once its last install is marked)
+    if !lazy.handle.quiesce(Duration::from_secs(1)) {
+        return Err(ResetRefused::Pager);
+    }
     let stats = lazy.handle.stats();
     if lazy.handle.error().is_some() || stats.small_page_blocks > 0 {
         return Err(ResetRefused::Pager);
