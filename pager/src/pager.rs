@@ -510,6 +510,8 @@ mod tests {
             kernel_write(base + 2 * block + 7, b"written").unwrap();
             assert_eq!(user_read(base + block), s.bytes()[block]);
         });
+        // A woken access may be ahead of its block's installed bit: quiesce first.
+        assert!(h.quiesce(std::time::Duration::from_secs(5)));
         assert_eq!(h.installed_blocks(), vec![1, 2]);
         h.discard(&[2]).unwrap();
         h.reset_stats(1);
@@ -519,6 +521,7 @@ mod tests {
             let got = kernel_read(base + 2 * block, block).unwrap();
             assert_eq!(got, &s.bytes()[2 * block..3 * block], "the write survived");
         });
+        assert!(h.quiesce(std::time::Duration::from_secs(5)));
         assert_eq!(h.installed_blocks(), vec![1, 2]);
         let st = h.finish();
         assert_eq!((st.faults, st.bytes_installed), (1, 2 * block as u64));
