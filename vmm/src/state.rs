@@ -167,6 +167,23 @@ impl Vm {
         Ok(())
     }
 
+    /// Makes this VM a fresh restore of a snapshot again, for the next instance of the
+    /// same snapshot (the caller resets guest RAM to the snapshot's bytes; this resets
+    /// the rest): the pending `out` is completed, the vCPU gets `state` (registers,
+    /// segments and control registers, XSAVE, XCRs, the MSRs a snapshot carries), and
+    /// the per-instance host state goes: the log, reported phases and memory peak,
+    /// the sockets (closed), and the kicker (handles the last instance gave out, e.g.
+    /// to a timeout watchdog, no longer reach this vCPU).
+    ///
+    /// A CPL3 guest can change nothing else of its vCPU: the first 2 MiB of guest RAM
+    /// (GDT, TSS, page tables) is mapped supervisor-only ([`crate::setup`]), so it
+    /// cannot reach CPL0 or touch the MSRs, descriptor tables or its own page tables.
+    /// A VM that died (a fault, a bad hypercall) is refused.
+    pub fn reset_to(&mut self, state: &VmState) -> Result<(), VmError> {
+        self.clear_instance()?;
+        self.load_state(state)
+    }
+
     /// Guest TSC minus host TSC, so clock anchors match what the guest reads.
     fn measure_tsc_offset(&mut self) -> Result<(), VmError> {
         let mut msrs = msrs_of(&[kvm_msr_entry {

@@ -504,19 +504,10 @@ impl Vm {
         }
     }
 
-    /// Makes this VM a fresh restore of a snapshot again, for the next instance of the
-    /// same snapshot (the caller resets guest RAM to the snapshot's bytes; this resets
-    /// the rest): the pending `out` is completed, the vCPU gets `state` (registers,
-    /// segments and control registers, XSAVE, XCRs, the MSRs a snapshot carries), and
-    /// the per-instance host state goes: the log, reported phases and memory peak,
-    /// the sockets (closed), and the kicker (handles the last instance gave out, e.g.
-    /// to a timeout watchdog, no longer reach this vCPU).
-    ///
-    /// A CPL3 guest can change nothing else of its vCPU: the first 2 MiB of guest RAM
-    /// (GDT, TSS, page tables) is mapped supervisor-only ([`crate::setup`]), so it
-    /// cannot reach CPL0 or touch the MSRs, descriptor tables or its own page tables.
-    /// A VM that died (a fault, a bad hypercall) is refused.
-    pub fn reset_to(&mut self, state: &crate::state::VmState) -> Result<(), VmError> {
+    /// Ends the last instance's host-side state for a reset ([`Vm::reset_to`]): the
+    /// pending `out` is completed, and the log, reported phases, memory peak, sockets
+    /// (closed) and kicker go. A VM that died is refused.
+    pub(crate) fn clear_instance(&mut self) -> Result<(), VmError> {
         if self.dead {
             return Err(VmError::Dead);
         }
@@ -529,7 +520,7 @@ impl Vm {
         self.guest_mem_peak = 0;
         self.net = None;
         self.kicker = Kicker::default();
-        self.load_state(state)
+        Ok(())
     }
 
     /// Lets KVM finish the `out` the vCPU is stopped in: with `immediate_exit`

@@ -103,7 +103,7 @@ pub struct InvokeOutcome {
 pub struct Instance {
     /// The pager of a lazily restored VM; declared before `vm` so it stops before
     /// guest RAM is unmapped (fields drop in declaration order).
-    lazy: Option<crate::restore::lazy::LazyMemory>,
+    lazy: Option<crate::restore::memory::LazyMemory>,
     vm: Vm,
     spec: Arc<FunctionSpec>,
     ready: bool,

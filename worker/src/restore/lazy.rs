@@ -26,7 +26,8 @@
 //! 5. Load the vCPU state; the guest resumes at once and faults in the rest.
 use super::images::ModuleImages;
 use super::images::SharedImages;
-use super::recycle::{mode_recycles, ReadyVm, RecycleInfo, RecycleKey, RecyclePool};
+use super::memory::{LazyMemory, ModuleProbe, RecycleInfo};
+use super::recycle::{mode_recycles, ReadyVm, RecycleKey, RecyclePool};
 use super::shells::{private_vm, vmm_chunks, ShellPool};
 use super::source::{pager_fault, StoreSource};
 use super::{corrupt, warn_once, MemoryMode, OpenedSnapshot};
@@ -35,91 +36,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use thaw_pager::{PagerHandle, PagerOptions};
 use thaw_snapshotter::{ChunkId, SnapshotId, Store};
-use thaw_vmm::{Backing, GuestAddress, GuestRam, GuestRange, HostAddr, Vm};
-
-/// The pager side of a lazily restored instance. Declared before the VM in
-/// `Instance`, so it stops before guest RAM is unmapped.
-#[derive(Debug)]
-pub struct LazyMemory {
-    pub handle: PagerHandle,
-    /// The snapshot the pager serves (marked bad when a fault finds a corrupt chunk).
-    pub snapshot: (Store, SnapshotId),
-    /// Where to store the working set after the first response, when recording.
-    pub record_to: Option<(Store, SnapshotId)>,
-    /// The provisional working set this restore prefetched and records on top of
-    /// (empty without one): the stored set is it plus what faulted.
-    pub base: Vec<u32>,
-    /// Store what is recorded as the snapshot's provisional working set (a build-time
-    /// probe, [`crate::Instance::probe_runtime`]) rather than its final one.
-    pub provisional: bool,
-    pub mode: MemoryMode,
-    /// When recording with the module image mapped: where the module region is in
-    /// host memory and its first chunk index. Its pages never fault into the pager,
-    /// so the chunks the guest used there are read off the page tables instead.
-    pub module_probe: Option<ModuleProbe>,
-    /// What a reset for reuse needs (`None`: this VM is never reused: a recording
-    /// restore, 4 KiB backing, `shared` mode).
-    pub recycle: Option<RecycleInfo>,
-}
-
-/// The module region of a recording restore (see [`LazyMemory::module_probe`]).
-#[derive(Debug, Clone, Copy)]
-pub struct ModuleProbe {
-    pub addr: HostAddr,
-    pub len: usize,
-    pub first_chunk: u32,
-    pub chunk_size: usize,
-}
-
-impl LazyMemory {
-    /// After the first response: store the recorded working set (first restore
-    /// only): the chunks faults touched, then the module chunks the guest used. A
-    /// restore in a process without the module image yet prefetches all of them.
-    pub fn first_response_done(&mut self) {
-        if let Some((store, id)) = self.record_to.take() {
-            let mut ws = std::mem::take(&mut self.base);
-            let faulted = self.handle.take_working_set();
-            ws.extend(
-                faulted
-                    .into_iter()
-                    .filter(|c| !ws.contains(c))
-                    .collect::<Vec<_>>(),
-            );
-            if let Some(p) = self.module_probe {
-                match thaw_pager::present_blocks(p.addr, p.len, p.chunk_size) {
-                    Ok(present) => {
-                        let used = present.iter().enumerate().filter(|(_, &t)| t);
-                        let module: Vec<u32> =
-                            used.map(|(i, _)| p.first_chunk + i as u32).collect();
-                        ws.extend(
-                            module
-                                .into_iter()
-                                .filter(|c| !ws.contains(c))
-                                .collect::<Vec<_>>(),
-                        );
-                    }
-                    Err(e) => eprintln!("thaw: reading which module pages {id} used: {e}"),
-                }
-            }
-            if let Some(r) = &mut self.recycle {
-                // A reset keeps (rewrites) what the next restore would prefetch.
-                for &c in &ws {
-                    if !r.module_chunks.contains(&c) && !r.kept.contains(&c) {
-                        r.kept.push(c);
-                    }
-                }
-            }
-            let stored = if self.provisional {
-                store.set_provisional_working_set(&id, &ws)
-            } else {
-                store.set_working_set(&id, &ws)
-            };
-            if let Err(e) = stored {
-                eprintln!("thaw: storing the working set of {id}: {e}");
-            }
-        }
-    }
-}
+use thaw_vmm::{Backing, GuestAddress, GuestRam, GuestRange, Vm};
 
 /// The lazy modes' per-worker state.
 #[derive(Debug, Default)]

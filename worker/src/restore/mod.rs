@@ -33,12 +33,14 @@ use thaw_vmm::Vm;
 mod eager;
 pub mod images;
 pub mod lazy;
+pub mod memory;
 pub mod mode;
 pub mod recycle;
 pub mod shells;
 pub mod source;
 
-pub use lazy::{LazyCaches, LazyMemory};
+pub use lazy::LazyCaches;
+pub use memory::LazyMemory;
 pub use mode::MemoryMode;
 
 /// A restored VM, parked in `Next`, and (lazy modes) the pager filling its RAM.

@@ -29,12 +29,11 @@
 //! Bounds: [`PER_SNAPSHOT`] ready VMs per snapshot, [`MAX_READY`] in all, each given
 //! up after [`IDLE`] unused or at once when the huge-page pool runs low
 //! ([`RecyclePool::release_all`], called by restores that find the pool short).
-use super::lazy::LazyMemory;
+use super::memory::LazyMemory;
 use super::shells::vmm_chunks;
 use super::{MemoryMode, OpenedSnapshot};
 use crate::error::WorkerError;
 use std::collections::{HashMap, VecDeque};
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -442,14 +441,6 @@ fn rewrite_block(vm: &Vm, info: &SnapInfo, b: u32) -> Result<(), WorkerError> {
         None => vm.ram().zero(at, cs)?,
     }
     Ok(())
-}
-
-/// What a lazily restored VM records for its reuse: the blocks its restore installed
-/// up front (overwritten on reset) and the module region mapped from the shared image.
-#[derive(Debug, Clone)]
-pub struct RecycleInfo {
-    pub kept: Vec<u32>,
-    pub module_chunks: Range<u32>,
 }
 
 /// Whether a restore in `mode` may be served by, and may later feed, the pool.
