@@ -231,6 +231,8 @@ impl RecyclePool {
         drop((ready, queue, snapshots));
         self.0.wake.notify_all();
         self.wait_idle(Duration::from_secs(5));
+        // A reset that finished as reuse was turned off may have parked its VM.
+        self.release_all();
     }
 
     /// Tears down every ready VM (their huge pages go back to the pool).
@@ -281,9 +283,10 @@ fn run(pool: Weak<Inner>) {
         let job = {
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if !inner.enabled.load(Ordering::SeqCst) && st.ready.is_empty() {
-                    // Reuse is off (or the pool closed): nothing to wait for.
+                if !inner.enabled.load(Ordering::SeqCst) {
+                    // Reuse is off (or the pool closed): nothing to keep or wait for.
                     st.queue.clear();
+                    st.ready.clear();
                     st.started = false;
                     break None;
                 }
@@ -329,6 +332,9 @@ fn run(pool: Weak<Inner>) {
         if !ok {
             inner.refused.fetch_add(1, Ordering::Relaxed);
         }
+        // Before `busy` clears: `close` waits for it, and then nothing of the pool may
+        // still hold the snapshot's store.
+        drop(info);
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         // Reuse turned off (or the pool closed) meanwhile: this VM goes too.
         if ok && inner.enabled.load(Ordering::SeqCst) {
