@@ -47,6 +47,8 @@ pub const PER_SNAPSHOT: usize = 2;
 pub const MAX_READY: usize = 8;
 /// A reset VM unused this long is torn down.
 pub const IDLE: Duration = Duration::from_secs(10);
+/// Snapshots whose reset data (vCPU state, chunk list: ~20 KiB each) is kept.
+pub const MAX_SNAPSHOTS: usize = 256;
 /// Below this many free huge pages no VM is kept for reuse.
 pub const LOW_HUGE_PAGES: usize = 64;
 
@@ -84,7 +86,9 @@ struct Parked {
 
 #[derive(Debug, Default)]
 struct State {
-    snapshots: HashMap<SnapshotId, Arc<SnapInfo>>,
+    /// Per snapshot restored lately: what its resets need, and when it was last restored
+    /// (at most [`MAX_SNAPSHOTS`], the least recently restored forgotten first).
+    snapshots: HashMap<SnapshotId, (Arc<SnapInfo>, Instant)>,
     ready: HashMap<RecycleKey, Vec<Parked>>,
     queue: VecDeque<(RecycleKey, ReadyVm)>,
     /// The pool's thread is resetting a VM.
@@ -177,8 +181,19 @@ impl RecyclePool {
             return;
         }
         let mut st = self.lock();
-        if st.snapshots.contains_key(&snap.manifest.id) {
+        if let Some((_, seen)) = st.snapshots.get_mut(&snap.manifest.id) {
+            *seen = Instant::now();
             return;
+        }
+        if st.snapshots.len() >= MAX_SNAPSHOTS {
+            let oldest = st
+                .snapshots
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                st.snapshots.remove(&id);
+            }
         }
         let info = SnapInfo {
             store: store.clone(),
@@ -186,7 +201,8 @@ impl RecyclePool {
             chunks: snap.manifest.chunks().map(|c| c.id).collect(),
             chunk_size: snap.manifest.chunk_size,
         };
-        st.snapshots.insert(snap.manifest.id, Arc::new(info));
+        st.snapshots
+            .insert(snap.manifest.id, (Arc::new(info), Instant::now()));
     }
 
     /// A reset VM of `key`'s snapshot, if one is ready.
@@ -292,7 +308,7 @@ fn run(pool: Weak<Inner>) {
                 }
                 if let Some((key, vm)) = st.queue.pop_front() {
                     st.busy = true;
-                    let info = st.snapshots.get(&key.snapshot).cloned();
+                    let info = st.snapshots.get(&key.snapshot).map(|(i, _)| i.clone());
                     break Some((key, vm, info));
                 }
                 expire(&mut st);
