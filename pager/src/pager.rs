@@ -444,29 +444,44 @@ mod tests {
         assert!(core.upgrade().is_none());
     }
 
-    #[test]
-    fn test_hugetlb_backing_installs_2mib_pages() {
-        let len = 8 << 20;
+    /// A pager over a fresh `len`-byte hugetlbfs mapping serving `src`; `None` (with a
+    /// SKIPPED line naming `test`) when no huge pages can be had.
+    fn hugetlb_pager(
+        test: &str,
+        len: usize,
+        src: &Arc<VecSource>,
+    ) -> Option<(HugeMemfd, PagerHandle)> {
         let mem = match HugeMemfd::create(len) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("SKIPPED test_hugetlb_backing_installs_2mib_pages: {e}");
-                return;
+                eprintln!("SKIPPED {test}: {e}");
+                return None;
             }
         };
-        let src = Arc::new(VecSource::patterned(
-            len,
-            4096,
-            &(512..1024).collect::<Vec<_>>(),
-        ));
         let region = GuestRegion {
             host_addr: mem.addr(),
             len,
             backing: Backing::Hugetlb,
             keep_alive: None,
         };
-        // SAFETY: a fresh hugetlb mapping that outlives the handle, accessed by raw address only.
+        // SAFETY: a fresh hugetlb mapping that outlives the handle (the caller keeps
+        // both and drops the handle first), accessed by raw address only.
         let h = unsafe { Pager::start(region, src.clone(), PagerOptions::default()) }.unwrap();
+        Some((mem, h))
+    }
+
+    #[test]
+    fn test_hugetlb_backing_installs_2mib_pages() {
+        let len = 8 << 20;
+        let src = Arc::new(VecSource::patterned(
+            len,
+            4096,
+            &(512..1024).collect::<Vec<_>>(),
+        ));
+        let Some((mem, h)) = hugetlb_pager("test_hugetlb_backing_installs_2mib_pages", len, &src)
+        else {
+            return;
+        };
         assert_eq!(h.block_size(), HUGE_PAGE_SIZE);
         let (base, s) = (mem.addr().0, src.clone());
         with_timeout(30, move || {
@@ -488,22 +503,11 @@ mod tests {
     #[test]
     fn test_discarded_blocks_fault_in_the_source_again() {
         let len = 8 << 20;
-        let mem = match HugeMemfd::create(len) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("SKIPPED test_discarded_blocks_fault_in_the_source_again: {e}");
-                return;
-            }
-        };
         let src = Arc::new(VecSource::patterned(len, 4096, &[]));
-        let region = GuestRegion {
-            host_addr: mem.addr(),
-            len,
-            backing: Backing::Hugetlb,
-            keep_alive: None,
+        let test = "test_discarded_blocks_fault_in_the_source_again";
+        let Some((mem, h)) = hugetlb_pager(test, len, &src) else {
+            return;
         };
-        // SAFETY: a fresh hugetlb mapping that outlives the handle, accessed by raw address only.
-        let h = unsafe { Pager::start(region, src.clone(), PagerOptions::default()) }.unwrap();
         let (base, s) = (mem.addr().0, src.clone());
         let block = HUGE_PAGE_SIZE;
         with_timeout(30, move || {

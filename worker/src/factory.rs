@@ -100,13 +100,13 @@ pub struct WorkerFactory {
 }
 
 impl WorkerFactory {
-    /// A factory restoring snapshots from `worker`'s store in `mode`, charging
-    /// `overhead_bytes` per instance besides guest RAM.
     /// The worker this factory makes instances with.
     pub fn worker(&self) -> &Worker {
         &self.worker
     }
 
+    /// A factory restoring snapshots from `worker`'s store in `mode`, charging
+    /// `overhead_bytes` per instance besides guest RAM.
     pub fn new(worker: Worker, mode: MemoryMode, overhead_bytes: u64) -> Self {
         Self {
             worker,

@@ -126,9 +126,7 @@ impl Worker {
     /// ([`crate::restore::recycle`]; reset on the pool's own thread), any other is
     /// torn down here.
     pub fn retire(&self, instance: Instance) {
-        if !self.lazy.recycled.enabled() {
-            return drop(instance);
-        }
+        // With reuse off, `put` drops it.
         if let Some((key, vm)) = instance.into_reusable() {
             self.lazy.recycled.put(key, vm);
         }

@@ -323,12 +323,7 @@ impl Instance {
     )> {
         let parked = self.ready && self.vm.pending() == Some(thaw_abi::Hypercall::Next);
         let lazy = self.lazy.filter(|l| parked && l.recycle.is_some())?;
-        let key = crate::restore::recycle::RecycleKey {
-            snapshot: lazy.snapshot.1,
-            function: self.spec.name.clone(),
-            version: self.spec.version.clone(),
-            mode: lazy.mode,
-        };
+        let key = crate::restore::recycle::RecycleKey::new(lazy.snapshot.1, &self.spec, lazy.mode);
         Some((key, crate::restore::recycle::ReadyVm { lazy, vm: self.vm }))
     }
 

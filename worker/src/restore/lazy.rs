@@ -129,7 +129,11 @@ pub fn lazy_restore(
 ) -> Result<(Vm, LazyMemory, std::time::Duration), WorkerError> {
     let t0 = std::time::Instant::now();
     if mode_recycles(mode) {
-        if let Some(ReadyVm { vm, mut lazy }) = caches.recycled.take(&recycle_key(snap, mode)) {
+        if let Some(ReadyVm { vm, mut lazy }) =
+            caches
+                .recycled
+                .take(&RecycleKey::new(snap.manifest.id, &snap.spec, mode))
+        {
             // A reset VM whose pager records (the build's probe clone, or a first
             // restore's): if the snapshot still has only a provisional working set,
             // this restore records the final one on top of it, as a fresh one would.
@@ -195,18 +199,14 @@ pub fn lazy_restore(
     });
     let recycle = (mode_recycles(mode) && backing_is_hugetlb(&backing)).then(|| {
         caches.recycled.remember(store, snap);
-        let mut kept: Vec<u32> = vmm_chunks(cs).collect();
-        if mode == MemoryMode::UffdPrefetch {
-            for &i in plan.working_set.iter().flatten() {
-                if !module_chunks.contains(&i) && !kept.contains(&i) {
-                    kept.push(i);
-                }
-            }
-        }
-        RecycleInfo {
-            kept,
+        let mut info = RecycleInfo {
+            kept: vmm_chunks(cs).collect(),
             module_chunks: module_chunks.clone(),
+        };
+        if mode == MemoryMode::UffdPrefetch {
+            info.keep(plan.working_set.iter().flatten().copied());
         }
+        info
     });
     let base = match (plan.working_set, plan.provisional && record) {
         (Some(ws), true) => ws,
@@ -226,16 +226,6 @@ pub fn lazy_restore(
         },
         memory_ready,
     ))
-}
-
-/// Which reset VMs may serve a restore of `snap`: its own function version's.
-pub(super) fn recycle_key(snap: &OpenedSnapshot, mode: MemoryMode) -> RecycleKey {
-    RecycleKey {
-        snapshot: snap.manifest.id,
-        function: snap.spec.name.clone(),
-        version: snap.spec.version.clone(),
-        mode,
-    }
 }
 
 /// Step 1: the VM and its guest RAM (a ready shell from the pool when there is one),

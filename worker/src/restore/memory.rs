@@ -74,11 +74,7 @@ impl LazyMemory {
             }
             if let Some(r) = &mut self.recycle {
                 // A reset keeps (rewrites) what the next restore would prefetch.
-                for &c in &ws {
-                    if !r.module_chunks.contains(&c) && !r.kept.contains(&c) {
-                        r.kept.push(c);
-                    }
-                }
+                r.keep(ws.iter().copied());
             }
             let stored = if self.provisional {
                 store.set_provisional_working_set(&id, &ws)
@@ -98,4 +94,16 @@ impl LazyMemory {
 pub struct RecycleInfo {
     pub kept: Vec<u32>,
     pub module_chunks: Range<u32>,
+}
+
+impl RecycleInfo {
+    /// Adds `chunks` to the blocks a reset keeps (rewrites), except those the shared
+    /// module image maps.
+    pub fn keep(&mut self, chunks: impl IntoIterator<Item = u32>) {
+        for c in chunks {
+            if !self.module_chunks.contains(&c) && !self.kept.contains(&c) {
+                self.kept.push(c);
+            }
+        }
+    }
 }

@@ -33,6 +33,7 @@ use super::memory::LazyMemory;
 use super::shells::vmm_chunks;
 use super::{MemoryMode, OpenedSnapshot};
 use crate::error::WorkerError;
+use crate::spec::FunctionSpec;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -59,6 +60,18 @@ pub struct RecycleKey {
     pub function: String,
     pub version: String,
     pub mode: MemoryMode,
+}
+
+impl RecycleKey {
+    /// The key of `snapshot` restored for `spec`'s function version in `mode`.
+    pub fn new(snapshot: SnapshotId, spec: &FunctionSpec, mode: MemoryMode) -> Self {
+        Self {
+            snapshot,
+            function: spec.name.clone(),
+            version: spec.version.clone(),
+            mode,
+        }
+    }
 }
 
 /// What a reset needs to know of a snapshot, kept once per snapshot.
@@ -380,6 +393,10 @@ fn expire(st: &mut State) {
 /// Why a VM could not be reset (it is torn down instead).
 #[derive(Debug, thiserror::Error)]
 enum ResetRefused {
+    #[error("its restore does not allow reuse")]
+    NotReusable,
+    #[error("the pager did not finish its installs")]
+    PagerBusy,
     #[error("the pager failed or backed blocks with small pages")]
     Pager,
     #[error("the guest wrote to the shared module image ({0} bytes copied)")]
@@ -397,10 +414,10 @@ enum ResetRefused {
 /// Resets `vm` to `info`'s snapshot (steps 1-4 of the module doc).
 fn reset(vm: &mut ReadyVm, info: &SnapInfo) -> Result<(), ResetRefused> {
     let ReadyVm { lazy, vm } = vm;
-    let recycle = lazy.recycle.as_ref().ok_or(ResetRefused::Pager)?;
+    let recycle = lazy.recycle.as_ref().ok_or(ResetRefused::NotReusable)?;
     // 1. (the pager's installed bits are exact once its last install is marked)
     if !lazy.handle.quiesce(Duration::from_secs(1)) {
-        return Err(ResetRefused::Pager);
+        return Err(ResetRefused::PagerBusy);
     }
     let stats = lazy.handle.stats();
     if lazy.handle.error().is_some() || stats.small_page_blocks > 0 {
