@@ -8,6 +8,7 @@
 use crate::HostAddr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// Size of a huge page.
 pub const HUGE_PAGE_SIZE: usize = 2 << 20;
@@ -40,6 +41,16 @@ pub enum HugeError {
         /// The syscall error.
         #[source]
         source: io::Error,
+    },
+    /// A shared image file another user owns or others may write: never mapped.
+    #[error("{} is not a trusted image (owner uid {uid}, mode {mode:o}): it must belong to this user and be writable by it alone", path.display())]
+    Untrusted {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its permission bits.
+        mode: u32,
     },
     /// madvise(MADV_HUGEPAGE) failed.
     #[error("madvise(MADV_HUGEPAGE) failed")]
@@ -202,7 +213,22 @@ impl HugeMemfd {
             .write(true)
             .open(path)
             .map_err(HugeError::CreateMemfd)?;
-        let size = file.metadata().map_err(HugeError::CreateMemfd)?.len();
+        let meta = file.metadata().map_err(HugeError::CreateMemfd)?;
+        // Guest memory is copied from this file: only trust one this user wrote and
+        // nobody else may change.
+        {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid(2) has no arguments and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if meta.uid() != me || meta.mode() & 0o022 != 0 {
+                return Err(HugeError::Untrusted {
+                    path: path.to_path_buf(),
+                    uid: meta.uid(),
+                    mode: meta.mode() & 0o7777,
+                });
+            }
+        }
+        let size = meta.len();
         if size != len as u64 || len == 0 || !len.is_multiple_of(HUGE_PAGE_SIZE) {
             return Err(HugeError::CheckLength(size as usize));
         }
@@ -229,6 +255,7 @@ impl HugeMemfd {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)
             .map_err(HugeError::CreateMemfd)?;
         file.set_len(len as u64).map_err(HugeError::Truncate)?;
@@ -255,6 +282,29 @@ impl HugeMemfd {
     /// The memfd (for a KVM memslot that wants an fd, or to map it again).
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
+    }
+
+    /// Copies `dst.len()` bytes at `offset` out of the memory (hugetlbfs has no `read(2)`).
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), HugeError> {
+        let src = self
+            .published_bytes(offset, dst.len())
+            .ok_or(HugeError::CheckLength(offset.saturating_add(dst.len())))?;
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// `len` bytes at `offset` of a published image (one that is filled and never
+    /// written again: [`HugeMemfd::open_file`], or a built image after its fill); `None`
+    /// past the end.
+    pub(crate) fn published_bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        offset.checked_add(len).filter(|&e| e <= self.len())?;
+        // SAFETY: [offset, offset + len) lies inside this value's live mapping (checked
+        // above), which lives as long as `&self`. Published images are not written by
+        // anyone (their builder renamed them into place after the fill; clones map them
+        // privately; `write_at` and `fill_parallel` are only used before publishing).
+        Some(unsafe {
+            std::slice::from_raw_parts(self.addr().offset(offset).as_ptr() as *const u8, len)
+        })
     }
 
     /// Copies `data` into the memory at `offset` (hugetlbfs has no `write(2)`).
@@ -375,6 +425,37 @@ impl ThpRegion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_shared_image_files_others_could_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("thaw-ws-test");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(HUGE_PAGE_SIZE as u64).unwrap();
+        for mode in [0o666, 0o620, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = HugeMemfd::open_file(&path, HUGE_PAGE_SIZE).unwrap_err();
+            assert!(
+                matches!(err, HugeError::Untrusted { .. }),
+                "{mode:o}: {err}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let img = HugeMemfd::open_file(&path, HUGE_PAGE_SIZE).unwrap();
+        let mut byte = [1u8];
+        img.read_at(HUGE_PAGE_SIZE - 1, &mut byte).unwrap();
+        assert_eq!(byte, [0]);
+        assert!(
+            img.read_at(HUGE_PAGE_SIZE, &mut byte).is_err(),
+            "past the end"
+        );
+        // The wrong length is refused too.
+        assert!(matches!(
+            HugeMemfd::open_file(&path, 2 * HUGE_PAGE_SIZE),
+            Err(HugeError::CheckLength(_))
+        ));
+    }
 
     #[test]
     fn test_thp_region_is_2mib_aligned() {

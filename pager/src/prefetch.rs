@@ -136,6 +136,21 @@ fn install_run(core: &Core, first: usize, n: usize, buf: &mut Vec<u8>) -> Result
                     start = b + 1;
                     continue;
                 }
+                crate::SharedChunk::Image { image, offset } => {
+                    let Some(bytes) = image.published_bytes(offset, core.block) else {
+                        return Err(PagerError::ReadChunk {
+                            block: b,
+                            source: Arc::new(crate::SourceError::OutOfRange {
+                                index: b,
+                                chunks: image.len() / core.block,
+                            }),
+                        });
+                    };
+                    flush(start, b, buf)?;
+                    core.install_block(b, BlockData::Bytes(bytes), true)?;
+                    start = b + 1;
+                    continue;
+                }
                 crate::SharedChunk::Zero => {
                     flush(start, b, buf)?;
                     core.install_block(b, BlockData::Zero, true)?;
@@ -346,6 +361,99 @@ mod tests {
         assert_eq!(st.faults, 0, "{st:?}");
         assert_eq!(st.bytes_installed, len as u64);
         assert_eq!(st.zero_installs, 2);
+    }
+
+    /// A source whose chunks sit in a published hugetlbfs image (a working-set image);
+    /// `shift` moves every offset (past the end: a bad image).
+    struct FromImage {
+        image: Arc<crate::HugeMemfd>,
+        zero: Vec<usize>,
+        shift: usize,
+    }
+
+    impl crate::PageSource for FromImage {
+        fn chunk_size(&self) -> usize {
+            4096
+        }
+        fn len(&self) -> usize {
+            1 << 20
+        }
+        fn read_chunk(
+            &self,
+            index: usize,
+            _dst: &mut [u8],
+        ) -> Result<crate::ChunkKind, crate::SourceError> {
+            panic!("chunk {index} was staged although the image holds it")
+        }
+        fn shared_chunk(&self, index: usize) -> Result<crate::SharedChunk, crate::SourceError> {
+            Ok(if self.zero.contains(&index) {
+                crate::SharedChunk::Zero
+            } else {
+                crate::SharedChunk::Image {
+                    image: self.image.clone(),
+                    offset: index * 4096 + self.shift,
+                }
+            })
+        }
+    }
+
+    fn image_of(bytes: &[u8]) -> Option<Arc<crate::HugeMemfd>> {
+        match crate::HugeMemfd::create(crate::HUGE_PAGE_SIZE) {
+            Ok(m) => {
+                m.write_at(0, bytes).unwrap();
+                Some(Arc::new(m))
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: no huge page for the image ({e})");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn test_prefetch_copies_chunks_straight_from_an_image() {
+        let len = 1 << 20;
+        let inner = VecSource::patterned(len, 4096, &[5, 200]);
+        let Some(image) = image_of(inner.bytes()) else {
+            return;
+        };
+        let map = AnonMap::new(len);
+        let src = FromImage {
+            image,
+            zero: vec![5, 200],
+            shift: 0,
+        };
+        let h = start(&map, Arc::new(src), PagerOptions::default());
+        h.prefetch_blocking(&(0..256).collect::<Vec<u32>>())
+            .unwrap();
+        let (base, expect) = (map.addr.0, inner.bytes().to_vec());
+        with_timeout(30, move || {
+            assert_eq!(kernel_read(base, len).unwrap(), expect)
+        });
+        let st = h.stats();
+        assert_eq!((st.faults, st.zero_installs), (0, 2), "{st:?}");
+    }
+
+    #[test]
+    fn test_an_image_offset_past_its_end_fails_the_prefetch_cleanly() {
+        let Some(image) = image_of(&[7u8; 4096]) else {
+            return;
+        };
+        let map = AnonMap::new(1 << 20);
+        let src = FromImage {
+            image,
+            zero: Vec::new(),
+            shift: crate::HUGE_PAGE_SIZE - 4096 * 3,
+        };
+        let h = start(&map, Arc::new(src), PagerOptions::default());
+        // Chunks 0-2 fit in the 2 MiB image, chunk 3 would end past it.
+        h.prefetch_blocking(&[0, 1, 2]).unwrap();
+        let err = h.prefetch_blocking(&[3]).unwrap_err();
+        assert!(
+            matches!(err, crate::PagerError::ReadChunk { block: 3, .. }),
+            "{err:?}"
+        );
+        assert!(h.error().is_none(), "a prefetch error is not a fatal fault");
     }
 
     #[test]

@@ -97,6 +97,15 @@ pub trait PageSource: Send + Sync {
 pub enum SharedChunk {
     /// The chunk's bytes (exactly `chunk_size` of them).
     Data(Arc<Vec<u8>>),
+    /// The chunk's bytes in a published hugetlbfs image (a working-set image shared
+    /// across processes): `chunk_size` bytes at `offset`. Images are never written once
+    /// published.
+    Image {
+        /// The image.
+        image: Arc<crate::HugeMemfd>,
+        /// Where the chunk starts in it.
+        offset: usize,
+    },
     /// An all-zero chunk.
     Zero,
     /// Not held in memory: use `read_chunk`.

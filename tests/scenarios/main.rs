@@ -17,3 +17,4 @@ mod recycle;
 mod snapshots;
 mod timeout;
 mod tmp;
+mod wsimage;

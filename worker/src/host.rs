@@ -112,6 +112,7 @@ impl Worker {
             ..Default::default()
         };
         lazy.recycled.set_enabled(self.lazy.recycled.enabled());
+        lazy.ws_images.set_enabled(false);
         Self {
             runtime: self.runtime.clone(),
             store: self.store.clone(),
@@ -158,6 +159,28 @@ impl Worker {
     /// state of a running service; benchmarks and tests wait for it).
     pub fn wait_module_images(&self) {
         self.lazy.modules.wait_built();
+    }
+
+    /// Blocks until no working-set image is being built in the background (`thaw run`
+    /// before it exits; benchmarks and tests).
+    pub fn wait_working_set_images(&self) {
+        self.lazy.ws_images.wait_built();
+    }
+
+    /// Turns the working-set images shared across processes on (the default) or off
+    /// ([`crate::restore::wsimage`]).
+    pub fn set_working_set_images(&self, on: bool) {
+        self.lazy.ws_images.set_enabled(on);
+    }
+
+    /// Lets go of the working-set images this worker maps and deletes their files.
+    pub fn remove_working_set_images(&self) {
+        self.lazy.ws_images.remove_mapped();
+    }
+
+    /// How many working-set images this worker maps.
+    pub fn working_set_images(&self) -> usize {
+        self.lazy.ws_images.mapped()
     }
 
     /// Sets the egress policy of every instance this worker boots or restores

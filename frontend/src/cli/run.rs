@@ -119,9 +119,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     eprint!("{}", String::from_utf8_lossy(&instance.init_log));
     print_start(&start, mode);
     let code = invoke_loop(&mut instance, args.event.into_bytes(), args.repeat);
-    // A lazy restore started building the runtime's shared module image (a hugetlbfs file
-    // later processes map): let it finish rather than leave a half-built one behind.
+    // A lazy restore started building the runtime's shared module image or the snapshot's
+    // working-set image (hugetlbfs files later processes map): let them finish rather
+    // than leave a half-built one behind.
     worker.wait_module_images();
+    worker.wait_working_set_images();
     code
 }
 

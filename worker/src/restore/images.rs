@@ -63,16 +63,16 @@ fn shared_image_path(chunks: &[Option<ChunkId>]) -> Option<std::path::PathBuf> {
     Some(dir.join(format!("thaw-module-{}", &h.finalize().to_hex()[..32])))
 }
 
-/// Removes temporary module images (`thaw-module-<key>.<pid>-<n>.tmp`) whose builder process
-/// is gone: a process that exits mid-build leaves one behind, and hugetlbfs files hold
-/// their huge pages until deleted.
-fn remove_abandoned_builds(dir: &std::path::Path) {
+/// Removes temporary images (`<prefix><key>.<pid>-<n>.tmp`, e.g. `thaw-module-`) whose
+/// builder process is gone: a process that exits mid-build leaves one behind, and
+/// hugetlbfs files hold their huge pages until deleted.
+pub(super) fn remove_abandoned_builds(dir: &std::path::Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("thaw-module-")) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
             continue;
         };
         let pid = rest
@@ -183,7 +183,7 @@ impl ModuleImages {
             .then(|| shared_image_path(chunks))
             .flatten()
             .and_then(|path| {
-                remove_abandoned_builds(path.parent()?);
+                remove_abandoned_builds(path.parent()?, "thaw-module-");
                 // Unique per build: two workers of one process may build the same
                 // image at once, and one must never rename the other's half-filled
                 // file into place.
@@ -241,7 +241,7 @@ mod tests {
         for f in [&dead, &dead_old_format, &live, &published] {
             std::fs::write(f, b"x").unwrap();
         }
-        remove_abandoned_builds(dir.path());
+        remove_abandoned_builds(dir.path(), "thaw-module-");
         assert!(!dead.exists() && !dead_old_format.exists());
         assert!(live.exists() && published.exists());
     }

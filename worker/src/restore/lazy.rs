@@ -30,6 +30,7 @@ use super::memory::{LazyMemory, ModuleProbe, RecycleInfo};
 use super::recycle::{mode_recycles, ReadyVm, RecycleKey, RecyclePool};
 use super::shells::{private_vm, vmm_chunks, ShellPool};
 use super::source::{pager_fault, StoreSource};
+use super::wsimage::{ImagePlan, WorkingSetImage, WorkingSetImages};
 use super::{corrupt, warn_once, MemoryMode, OpenedSnapshot};
 use crate::error::WorkerError;
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ pub struct LazyCaches {
     pub shells: ShellPool,
     /// Per snapshot: VMs of retired instances reset for reuse.
     pub recycled: RecyclePool,
+    /// Per snapshot: the decompressed working set, shared across processes.
+    pub ws_images: Arc<WorkingSetImages>,
     /// Working sets by snapshot, once recorded or read.
     pub working_sets: Mutex<HashMap<SnapshotId, Arc<Vec<u32>>>>,
     /// Guest range of the runtime's precompiled module (2 MiB aligned), if known.
@@ -93,6 +96,10 @@ struct Plan<'a> {
     /// and recorded on top of.
     provisional: bool,
     huge_pages_needed: usize,
+    /// The working-set image this restore copies from, if one is built.
+    image: Option<Arc<WorkingSetImage>>,
+    /// The image it would copy from (final working set, images on).
+    image_plan: Option<ImagePlan>,
 }
 
 impl Plan<'_> {
@@ -159,7 +166,23 @@ pub fn lazy_restore(
     let huge_pages_needed = vmm_chunks(cs).count()
         + working_set.as_ref().map_or(0, Vec::len) * cs as usize / thaw_abi::PAGE_2M as usize
         + HUGE_PAGE_HEADROOM;
-    let plan = Plan {
+    let image_plan = match &working_set {
+        Some(ws)
+            if mode == MemoryMode::UffdPrefetch
+                && !provisional
+                && caches.ws_images.enabled(store) =>
+        {
+            let module = caches
+                .module_region
+                .filter(|r| r.is_aligned(cs))
+                .map_or(0..0, |r| {
+                    (r.start.raw() / cs) as u32..(r.end.raw() / cs) as u32
+                });
+            ImagePlan::new(&snap.manifest, ws, module)
+        }
+        _ => None,
+    };
+    let mut plan = Plan {
         store,
         snap,
         mode,
@@ -168,15 +191,23 @@ pub fn lazy_restore(
         working_set,
         provisional,
         huge_pages_needed,
+        image: None,
+        image_plan,
     };
     if !plan.huge_pages_ok() {
-        // Reset VMs kept for reuse hold huge pages a restore needs more.
+        // Reset VMs kept for reuse and working-set images hold huge pages a restore
+        // needs more.
         caches.recycled.release_all();
+        caches.ws_images.release_all();
     }
+    plan.image = plan
+        .image_plan
+        .as_ref()
+        .and_then(|p| caches.ws_images.ready(p));
     let mut mapped = map_guest_ram(&plan, caches)?;
     read_ahead(&plan, &mut mapped)?;
     let handle = start_pager(&plan, &mut mapped)?;
-    install_working_set(&plan, &mapped, &handle, &caches.modules)?;
+    install_working_set(&plan, &mapped, &handle, caches)?;
     // 5. The vCPU.
     let memory_ready = t0.elapsed();
     let Mapped {
@@ -302,8 +333,10 @@ fn read_ahead(plan: &Plan<'_>, mapped: &mut Mapped) -> Result<(), WorkerError> {
         .flatten()
         .copied()
         .filter(|i| plan.mode == MemoryMode::UffdPrefetch && !mapped.module_chunks.contains(i));
+    let in_image = |i: u32| plan.image.as_ref().is_some_and(|img| img.holds(i));
     let ahead: Vec<ChunkId> = vmm_chunks(cs)
         .chain(prefetched)
+        .filter(|&i| !in_image(i))
         .filter_map(|i| snap.manifest.chunk(i)?.id)
         .collect();
     store.readahead(&ahead);
@@ -315,12 +348,14 @@ fn read_ahead(plan: &Plan<'_>, mapped: &mut Mapped) -> Result<(), WorkerError> {
             continue;
         };
         if let Some(id) = c.id {
-            // Straight from the chunk cache into guest RAM (one copy).
+            // Straight from the working-set image or the chunk cache into guest RAM
+            // (one copy).
             mapped
                 .vm
                 .ram_mut()
-                .fill_with(GuestAddress(c.guest_addr), c.len, |dst| {
-                    store.read_chunk_into(&id, dst)
+                .fill_with(GuestAddress(c.guest_addr), c.len, |dst| match &plan.image {
+                    Some(img) if dst.len() == cs as usize && img.read_into(i, dst) => Ok(dst.len()),
+                    _ => store.read_chunk_into(&id, dst),
                 })?
                 .map_err(|e| corrupt(store, &snap.manifest, e))?;
         }
@@ -332,7 +367,7 @@ fn read_ahead(plan: &Plan<'_>, mapped: &mut Mapped) -> Result<(), WorkerError> {
 /// 4 KiB backings it installs the VMM's chunks before the vCPU runs.
 fn start_pager(plan: &Plan<'_>, mapped: &mut Mapped) -> Result<PagerHandle, WorkerError> {
     let (store, snap) = (plan.store, plan.snap);
-    let source = Arc::new(StoreSource::new(store.clone(), snap));
+    let source = Arc::new(StoreSource::new(store.clone(), snap).with_image(plan.image.clone()));
     let opts = PagerOptions {
         record: plan.record(),
         ..Default::default()
@@ -359,12 +394,12 @@ fn start_pager(plan: &Plan<'_>, mapped: &mut Mapped) -> Result<PagerHandle, Work
 /// before the vCPU resumes: with the module shared it is ~10 blocks, and a background
 /// prefetch mostly lost the race to the vCPU's own faults. No module image yet (a fresh
 /// process): build it now that this restore is done with the CPU, for the restores
-/// after it.
+/// after it; the same for the snapshot's working-set image.
 fn install_working_set(
     plan: &Plan<'_>,
     mapped: &Mapped,
     handle: &PagerHandle,
-    modules: &Arc<ModuleImages>,
+    caches: &LazyCaches,
 ) -> Result<(), WorkerError> {
     let (store, snap) = (plan.store, plan.snap);
     if plan.mode == MemoryMode::UffdPrefetch {
@@ -380,7 +415,12 @@ fn install_working_set(
         }
     }
     if let (Some(run), true) = (&mapped.module_run, mapped.module_chunks.is_empty()) {
-        modules.build_in_background(store, run, plan.cs as usize);
+        caches
+            .modules
+            .build_in_background(store, run, plan.cs as usize);
+    }
+    if let (None, Some(p)) = (&plan.image, &plan.image_plan) {
+        caches.ws_images.build_in_background(store, p.clone());
     }
     Ok(())
 }

@@ -17,7 +17,8 @@
 //!
 //! Files: [`mode`] (the modes), [`eager`] (`eager`, `mmap`), [`lazy`] (the userfaultfd
 //! modes, as the five steps its doc lists), [`source`] (the pager's view of the store),
-//! [`images`] (images shared by clones: `shared` mode's, the runtime module's) and
+//! [`images`] (images shared by clones: `shared` mode's, the runtime module's),
+//! [`wsimage`] (per snapshot, the decompressed working set shared across processes) and
 //! [`shells`] (VMs made ahead of time). A restore yields a [`Restored`] VM; the caller
 //! makes it an `Instance` (so this module does not depend on the instance it feeds).
 use crate::error::WorkerError;
@@ -38,6 +39,7 @@ pub mod mode;
 pub mod recycle;
 pub mod shells;
 pub mod source;
+pub mod wsimage;
 
 pub use lazy::LazyCaches;
 pub use memory::LazyMemory;

@@ -2,18 +2,23 @@
 //! verified against their hashes (a corrupt chunk named as such), and [`pager_fault`]
 //! turns a block the pager could not serve into the worker's error, marking the
 //! snapshot bad when a chunk was corrupt.
+use super::wsimage::WorkingSetImage;
 use super::OpenedSnapshot;
 use crate::error::WorkerError;
+use std::sync::Arc;
 use thaw_pager::{ChunkKind, PageSource, SourceError};
 use thaw_snapshotter::{ChunkId, SnapshotId, Store, StoreError};
 
-/// Serves a snapshot's chunks to the pager, verified against their hashes.
+/// Serves a snapshot's chunks to the pager, verified against their hashes (or, for the
+/// chunks its working-set image holds, copied from the image, whose bytes were verified
+/// when it was built).
 #[derive(Debug)]
 pub struct StoreSource {
     store: Store,
     chunks: Vec<Option<ChunkId>>,
     chunk_size: usize,
     len: usize,
+    image: Option<Arc<WorkingSetImage>>,
 }
 
 impl StoreSource {
@@ -25,7 +30,14 @@ impl StoreSource {
             chunks,
             chunk_size,
             len: snap.manifest.meta.memory_size as usize,
+            image: None,
         }
+    }
+
+    /// Serves the chunks `image` holds from it.
+    pub fn with_image(mut self, image: Option<Arc<WorkingSetImage>>) -> Self {
+        self.image = image;
+        self
     }
 }
 
@@ -67,6 +79,11 @@ impl PageSource for StoreSource {
         let Some(id) = self.lookup(index)? else {
             return Ok(ChunkKind::Zero);
         };
+        if let Some(img) = &self.image {
+            if dst.len() == self.chunk_size && img.read_into(index as u32, dst) {
+                return Ok(ChunkKind::Data);
+            }
+        }
         let n = self
             .store
             .read_chunk_into(id, dst)
@@ -79,6 +96,9 @@ impl PageSource for StoreSource {
         let Some(id) = self.lookup(index)? else {
             return Ok(thaw_pager::SharedChunk::Zero);
         };
+        if let Some((image, offset)) = self.image.as_ref().and_then(|i| i.chunk(index as u32)) {
+            return Ok(thaw_pager::SharedChunk::Image { image, offset });
+        }
         let bytes = self
             .store
             .read_chunk_shared(id)
