@@ -16,6 +16,9 @@ JOBS="${THAW_JOBS:-2}"
 [ -e /dev/kvm ] || echo "test: WARNING: no /dev/kvm: KVM tests will print SKIPPED" >&2
 echo "test: cargo test --workspace --release -j$JOBS" >&2
 cargo test --workspace --release -j"$JOBS"
+# The tests' snapshots lived in temporary stores: their working-set images on the
+# hugetlbfs mount name nothing that still exists, and hold huge pages until deleted.
+rm -f "${THAW_HUGETLBFS:-/dev/hugepages}"/thaw-ws-* 2>/dev/null || true
 
 echo "test: cargo fmt --all -- --check (and the guest's own workspace)" >&2
 cargo fmt --all -- --check

@@ -59,7 +59,11 @@ fn test_restores_fall_back_to_small_pages_when_huge_pages_run_out() {
     // The runtime's shared module image (built after the first restore) is mapped
     // even into small-page guests.
     w.wait_module_images();
-    // Take all but 4 free huge pages (touched, so they are really gone).
+    // Take all but 4 free huge pages (touched, so they are really gone). Working-set
+    // images (this test's or other tests') are let go first: a restore that finds the
+    // pool short deletes them, which would free their pages under the hog.
+    w.wait_working_set_images();
+    w.release_working_set_images();
     let take = thaw_pager::free_huge_pages().saturating_sub(4);
     let mut hog = thaw_pager::HugeMemfd::create(take * thaw_pager::HUGE_PAGE_SIZE).unwrap();
     hog.fill_parallel(thaw_pager::HUGE_PAGE_SIZE, 1, |_, page| {
@@ -115,7 +119,9 @@ fn test_a_pool_drained_under_a_live_instance_never_hangs_it() {
             body_json(&invoke(&mut inst, &serde_json::json!({"mb": 1}))),
             serde_json::json!(1)
         );
-        // Take every free huge page (touched, so they are really gone).
+        // Take every free huge page (touched, so they are really gone), once no
+        // working-set image is being built.
+        w.wait_working_set_images();
         let take = thaw_pager::free_huge_pages().max(1);
         let mut hog = thaw_pager::HugeMemfd::create(take * thaw_pager::HUGE_PAGE_SIZE).unwrap();
         hog.fill_parallel(thaw_pager::HUGE_PAGE_SIZE, 1, |_, page| {
@@ -239,6 +245,9 @@ fn test_reset_vms_give_their_huge_pages_back_when_the_pool_runs_low() {
     w.retire(a);
     w.wait_recycled(std::time::Duration::from_secs(5));
     assert_eq!(w.recycle_stats().ready, 1);
+    // Working-set images are let go first (see the test above).
+    w.wait_working_set_images();
+    w.release_working_set_images();
     let take = thaw_pager::free_huge_pages().saturating_sub(8);
     let mut hog = thaw_pager::HugeMemfd::create(take * thaw_pager::HUGE_PAGE_SIZE).unwrap();
     hog.fill_parallel(thaw_pager::HUGE_PAGE_SIZE, 1, |_, page| {

@@ -178,6 +178,12 @@ impl Worker {
         self.lazy.ws_images.remove_mapped();
     }
 
+    /// Lets go of every working-set image and deletes every image file on the mount, as
+    /// a restore does when it finds the huge-page pool short.
+    pub fn release_working_set_images(&self) {
+        self.lazy.ws_images.release_all();
+    }
+
     /// How many working-set images this worker maps.
     pub fn working_set_images(&self) -> usize {
         self.lazy.ws_images.mapped()
