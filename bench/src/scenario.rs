@@ -39,6 +39,9 @@ pub enum Scenario {
     Burst,
     /// `density` provisioned instances: READY time, host memory each, warm invokes.
     Density,
+    /// The first restore (`uffd+prefetch`) in a new `thaw run` process
+    /// ([`crate::fresh`]); runs after the others.
+    FreshProcess,
     /// The baseline: the same handler in a bare host `python3` process, start to result.
     HostPython,
 }
@@ -52,6 +55,7 @@ impl Scenario {
         v.push(Scenario::Provisioned);
         v.push(Scenario::Burst);
         v.push(Scenario::Density);
+        v.push(Scenario::FreshProcess);
         v.push(Scenario::HostPython);
         v
     }
@@ -65,6 +69,7 @@ impl Scenario {
             Scenario::Provisioned => "provisioned",
             Scenario::Burst => "burst",
             Scenario::Density => "density",
+            Scenario::FreshProcess => "fresh-process",
             Scenario::HostPython => "host-python3",
         }
     }
@@ -97,9 +102,10 @@ impl FromStr for Scenario {
             "provisioned" => Ok(Scenario::Provisioned),
             "burst" => Ok(Scenario::Burst),
             "density" => Ok(Scenario::Density),
+            "fresh-process" => Ok(Scenario::FreshProcess),
             "host-python3" => Ok(Scenario::HostPython),
             other => other.parse().map(Scenario::Mode).map_err(|_| {
-                format!("unknown scenario {other:?} (boot, eager, mmap, uffd, uffd+prefetch, shared, recycled, warm, provisioned, burst, density, host-python3, or all)")
+                format!("unknown scenario {other:?} (boot, eager, mmap, uffd, uffd+prefetch, shared, recycled, warm, provisioned, burst, density, fresh-process, host-python3, or all)")
             }),
         }
     }
@@ -324,13 +330,14 @@ mod tests {
     fn test_parse_scenarios() {
         let all = Scenario::parse_list("all").unwrap();
         assert_eq!(all, Scenario::all());
-        assert_eq!(all.len(), MemoryMode::ALL.len() + 6);
+        assert_eq!(all.len(), MemoryMode::ALL.len() + 7);
         for s in [
             Scenario::Recycled,
             Scenario::Warm,
             Scenario::Provisioned,
             Scenario::Burst,
             Scenario::Density,
+            Scenario::FreshProcess,
             Scenario::HostPython,
         ] {
             assert!(all.contains(&s), "{s:?} missing from all");

@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// Extra CA certificates (PEM) the function's TLS trusts besides the system roots.
     #[arg(long, value_name = "PEM")]
     pub ca_bundle: Option<PathBuf>,
+    /// Write the restore's timings and the first invocation's duration to FILE as JSON
+    /// (`thaw bench`'s `fresh-process` scenario reads it).
+    #[arg(long, value_name = "FILE")]
+    pub timings_json: Option<PathBuf>,
 }
 
 /// The network context `--allow-net` / `--ca-bundle` describe.
@@ -118,7 +122,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     eprint!("{}", String::from_utf8_lossy(&instance.init_log));
     print_start(&start, mode);
-    let code = invoke_loop(&mut instance, args.event.into_bytes(), args.repeat);
+    let timings = args.timings_json.as_deref().map(|p| (p, &start));
+    let code = invoke_loop(&mut instance, args.event.into_bytes(), args.repeat, timings);
     // A lazy restore started building the runtime's shared module image or the snapshot's
     // working-set image (hugetlbfs files later processes map): let them finish rather
     // than leave a half-built one behind.
@@ -127,7 +132,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     code
 }
 
-fn invoke_loop(instance: &mut Instance, payload: Vec<u8>, repeat: u32) -> anyhow::Result<ExitCode> {
+/// Writes `--timings-json`: a restore's phases and the first invocation.
+fn write_timings(
+    path: &std::path::Path,
+    start: &StartTimings,
+    first: Duration,
+) -> anyhow::Result<()> {
+    let StartTimings::Restore(t) = start else {
+        anyhow::bail!("--timings-json needs --from-snapshot (a cold boot has no restore timings)");
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let out = thaw_bench::fresh::FreshRunTimings {
+        memory_ms: ms(t.memory),
+        vm_restore_ms: ms(t.vm_restore),
+        restore_ms: ms(t.total),
+        first_invoke_ms: ms(first),
+    };
+    std::fs::write(path, serde_json::to_vec(&out)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn invoke_loop(
+    instance: &mut Instance,
+    payload: Vec<u8>,
+    repeat: u32,
+    timings: Option<(&std::path::Path, &StartTimings)>,
+) -> anyhow::Result<ExitCode> {
     let req = InvokeRequest {
         payload,
         ..Default::default()
@@ -146,6 +176,9 @@ fn invoke_loop(instance: &mut Instance, payload: Vec<u8>, repeat: u32) -> anyhow
     let out = last.expect("at least one invocation ran");
     eprint!("{}", String::from_utf8_lossy(&out.log));
     eprintln!("first invoke: {}", ms(durations[0]));
+    if let Some((path, start)) = timings {
+        write_timings(path, start, durations[0])?;
+    }
     eprintln!(
         "max memory used: {} MiB (of MemorySize {} MiB)",
         out.max_memory_used.div_ceil(1 << 20),
