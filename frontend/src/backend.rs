@@ -36,6 +36,10 @@ pub trait Backend: InstanceFactory<Instance: Sync> {
     fn recycle_stats(&self) -> thaw_worker::RecycleStats {
         thaw_worker::RecycleStats::default()
     }
+    /// The host's working-set images (`/metrics`); none without them.
+    fn image_stats(&self) -> thaw_worker::ImageStats {
+        thaw_worker::ImageStats::default()
+    }
 }
 
 impl Backend for WorkerFactory {
@@ -73,5 +77,9 @@ impl Backend for WorkerFactory {
 
     fn recycle_stats(&self) -> thaw_worker::RecycleStats {
         self.worker().recycle_stats()
+    }
+
+    fn image_stats(&self) -> thaw_worker::ImageStats {
+        self.worker().image_stats()
     }
 }

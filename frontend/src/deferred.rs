@@ -222,6 +222,12 @@ impl Backend for DeferredFactory {
             .map(|f| f.worker().recycle_stats())
             .unwrap_or_default()
     }
+
+    fn image_stats(&self) -> thaw_worker::ImageStats {
+        self.get()
+            .map(|f| f.worker().image_stats())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

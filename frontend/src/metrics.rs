@@ -330,6 +330,47 @@ pub fn render_net(out: &mut String, n: &thaw_net::NetStatsSnapshot) {
     }
 }
 
+/// The working-set images this process maps (worker/src/restore/wsimage.rs).
+pub fn render_images(out: &mut String, s: &thaw_worker::ImageStats) {
+    let rows: [(&str, &str, &str, u64); 4] = [
+        (
+            "thaw_ws_images_mapped",
+            "gauge",
+            "Working-set images (hugetlbfs, shared across processes) this process maps.",
+            s.mapped as u64,
+        ),
+        (
+            "thaw_ws_images_mapped_bytes",
+            "gauge",
+            "Huge-page bytes those images hold.",
+            s.mapped_bytes,
+        ),
+        (
+            "thaw_ws_image_restores_total",
+            "counter",
+            "Restores that copied their working set from an image instead of the store.",
+            s.restores,
+        ),
+        (
+            "thaw_ws_images_built_total",
+            "counter",
+            "Working-set images this process built and published.",
+            s.built,
+        ),
+    ];
+    render_rows(out, &rows);
+}
+
+/// `# HELP`, `# TYPE` and the value of each (name, kind, help, value).
+fn render_rows(out: &mut String, rows: &[(&str, &str, &str, u64)]) {
+    for (name, kind, help, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+}
+
 /// The host's pool of VMs reset for reuse (worker/src/restore/recycle.rs).
 pub fn render_recycle(out: &mut String, r: &thaw_worker::RecycleStats) {
     let rows: [(&str, &str, &str, u64); 4] = [
@@ -358,10 +399,55 @@ pub fn render_recycle(out: &mut String, r: &thaw_worker::RecycleStats) {
             r.refused,
         ),
     ];
-    for (name, kind, help, v) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+    render_rows(out, &rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample `name` in `text`, checking its HELP and TYPE lines.
+    fn sample(text: &str, name: &str, kind: &str) -> u64 {
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{text}");
+        assert!(text.contains(&format!("# HELP {name} ")), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {name} in {text}"))
+    }
+
+    #[test]
+    fn test_image_and_reuse_pool_metrics_render_as_prometheus_text() {
+        let mut out = String::new();
+        render_images(
+            &mut out,
+            &thaw_worker::ImageStats {
+                mapped: 2,
+                mapped_bytes: 26 << 21,
+                restores: 17,
+                built: 1,
+            },
         );
+        render_recycle(
+            &mut out,
+            &thaw_worker::RecycleStats {
+                reused: 5,
+                refused: 1,
+                ready: 3,
+                resets: 6,
+                reset_time: std::time::Duration::from_millis(9),
+            },
+        );
+        assert_eq!(sample(&out, "thaw_ws_images_mapped", "gauge"), 2);
+        assert_eq!(
+            sample(&out, "thaw_ws_images_mapped_bytes", "gauge"),
+            26 << 21
+        );
+        assert_eq!(sample(&out, "thaw_ws_image_restores_total", "counter"), 17);
+        assert_eq!(sample(&out, "thaw_ws_images_built_total", "counter"), 1);
+        assert_eq!(sample(&out, "thaw_recycled_ready", "gauge"), 3);
+        assert_eq!(sample(&out, "thaw_recycled_restores_total", "counter"), 5);
+        assert_eq!(sample(&out, "thaw_recycled_resets_total", "counter"), 6);
+        assert_eq!(sample(&out, "thaw_recycled_refused_total", "counter"), 1);
     }
 }

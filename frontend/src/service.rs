@@ -349,6 +349,7 @@ impl<B: Backend> Service<B> {
             .render(&self.scheduler.stats(), self.queued_events());
         crate::metrics::render_net(&mut out, &self.config.egress.stats.snapshot());
         crate::metrics::render_recycle(&mut out, &self.scheduler.factory().recycle_stats());
+        crate::metrics::render_images(&mut out, &self.scheduler.factory().image_stats());
         out
     }
 }

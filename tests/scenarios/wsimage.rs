@@ -88,9 +88,9 @@ fn test_a_fresh_process_copies_the_working_set_from_the_shared_image() {
     // A fresh worker (a new process: nothing cached) maps the image and copies from it.
     drop(first);
     let fresh = worker(dir.path(), StoreOptions::default());
-    fresh.set_recycling(false);
     let inst = restore_and_invoke(&fresh, &id);
     assert_eq!(fresh.working_set_images(), 1);
+    assert_eq!(fresh.image_stats().restores, 1);
     assert!(
         fresh.store().is_bad(&id).unwrap().is_none(),
         "no damaged chunk was read"
@@ -118,7 +118,28 @@ fn test_a_fresh_process_copies_the_working_set_from_the_shared_image() {
         differing_pages * 16 < pages,
         "{differing_pages} of {pages} pages differ from the snapshot"
     );
-    drop(inst);
+    // Retired, its VM is reset for reuse: the blocks it keeps are rewritten from the
+    // image too (their chunk files are damaged), exactly to the snapshot's bytes.
+    fresh.retire(inst);
+    fresh.wait_recycled(std::time::Duration::from_secs(5));
+    let st = fresh.recycle_stats();
+    assert_eq!((st.resets, st.refused, st.ready), (1, 0, 1), "{st:?}");
+    let snap = fresh.open_snapshot(&id, None).unwrap();
+    let (reused, _) = fresh.restore(&snap, MemoryMode::UffdPrefetch).unwrap();
+    assert_eq!(fresh.recycle_stats().reused, 1);
+    for i in plan.indices() {
+        let c = manifest.chunk(i).unwrap();
+        let got = reused
+            .vm()
+            .ram()
+            .read_vec(GuestAddress(c.guest_addr), c.len)
+            .unwrap();
+        assert!(
+            got == truth[&(i as usize)],
+            "chunk {i} differs after the reset"
+        );
+    }
+    drop(reused);
     fresh.remove_working_set_images();
     assert_eq!(fresh.working_set_images(), 0);
     drop(fresh);

@@ -186,7 +186,13 @@ impl Worker {
 
     /// How many working-set images this worker maps.
     pub fn working_set_images(&self) -> usize {
-        self.lazy.ws_images.mapped()
+        self.lazy.ws_images.stats().mapped
+    }
+
+    /// This worker's working-set images: mapped, their bytes, restores they served,
+    /// images built (`/metrics`).
+    pub fn image_stats(&self) -> crate::restore::wsimage::ImageStats {
+        self.lazy.ws_images.stats()
     }
 
     /// Sets the egress policy of every instance this worker boots or restores

@@ -21,6 +21,7 @@ pub use function::FunctionCode;
 pub use host::{DataDir, StartTimings, Worker};
 pub use instance::{BootTimings, Instance, InvokeOutcome, InvokeRequest, Progress, Running};
 pub use restore::recycle::RecycleStats;
+pub use restore::wsimage::ImageStats;
 pub use restore::MemoryMode;
 pub use runtime::Runtime;
 pub use spec::FunctionSpec;

@@ -204,6 +204,9 @@ pub fn lazy_restore(
         .image_plan
         .as_ref()
         .and_then(|p| caches.ws_images.ready(p));
+    if plan.image.is_some() {
+        caches.ws_images.count_restore();
+    }
     let mut mapped = map_guest_ram(&plan, caches)?;
     read_ahead(&plan, &mut mapped)?;
     let handle = start_pager(&plan, &mut mapped)?;
@@ -233,6 +236,7 @@ pub fn lazy_restore(
         let mut info = RecycleInfo {
             kept: vmm_chunks(cs).collect(),
             module_chunks: module_chunks.clone(),
+            image: plan.image.clone(),
         };
         if mode == MemoryMode::UffdPrefetch {
             info.keep(plan.working_set.iter().flatten().copied());

@@ -94,6 +94,9 @@ impl LazyMemory {
 pub struct RecycleInfo {
     pub kept: Vec<u32>,
     pub module_chunks: Range<u32>,
+    /// The working-set image the restore copied from: a reset rewrites the blocks it
+    /// holds from it (the store's chunk cache may never have seen them).
+    pub image: Option<std::sync::Arc<super::wsimage::WorkingSetImage>>,
 }
 
 impl RecycleInfo {

@@ -449,9 +449,11 @@ fn reset(vm: &mut ReadyVm, info: &SnapInfo) -> Result<(), ResetRefused> {
     //    the pager, and a block it cannot serve would stall this thread. A kept block
     //    nobody touched still holds nothing and faults in the snapshot's bytes later.
     let vmm: Vec<u32> = vmm_chunks(cs).collect();
+    let mut buf = Vec::new();
     for &b in &recycle.kept {
         if vmm.contains(&b) || installed.binary_search(&b).is_ok() {
-            rewrite_block(vm, info, b).map_err(ResetRefused::Rewrite)?;
+            rewrite_block(vm, info, b, recycle.image.as_deref(), &mut buf)
+                .map_err(ResetRefused::Rewrite)?;
         }
     }
     // 4.
@@ -460,10 +462,25 @@ fn reset(vm: &mut ReadyVm, info: &SnapInfo) -> Result<(), ResetRefused> {
     Ok(())
 }
 
-/// Overwrites block `b` of guest RAM with the snapshot's bytes (zeroes for a zero chunk).
-fn rewrite_block(vm: &Vm, info: &SnapInfo, b: u32) -> Result<(), WorkerError> {
+/// Overwrites block `b` of guest RAM with the snapshot's bytes (zeroes for a zero chunk):
+/// from the restore's working-set image when it holds the block (`buf` stages it), else
+/// through the store.
+fn rewrite_block(
+    vm: &Vm,
+    info: &SnapInfo,
+    b: u32,
+    image: Option<&super::wsimage::WorkingSetImage>,
+    buf: &mut Vec<u8>,
+) -> Result<(), WorkerError> {
     let cs = info.chunk_size;
     let at = GuestAddress(u64::from(b) * cs);
+    if let Some(img) = image.filter(|i| i.holds(b)) {
+        buf.resize(cs as usize, 0);
+        if img.read_into(b, buf) {
+            vm.ram().write(at, buf)?;
+            return Ok(());
+        }
+    }
     match info.chunks.get(b as usize).copied().flatten() {
         Some(id) => {
             let bytes = info

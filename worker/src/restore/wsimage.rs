@@ -171,9 +171,48 @@ struct Inner {
 pub struct WorkingSetImages {
     inner: Mutex<Inner>,
     disabled: AtomicBool,
+    restores: std::sync::atomic::AtomicU64,
+    built: std::sync::atomic::AtomicU64,
+}
+
+/// What `/metrics` shows of a worker's working-set images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageStats {
+    /// Images this process maps now.
+    pub mapped: usize,
+    /// Bytes of huge pages they hold (shared with every process that maps them).
+    pub mapped_bytes: u64,
+    /// Restores whose working set was copied from an image.
+    pub restores: u64,
+    /// Images this process built and published.
+    pub built: u64,
 }
 
 impl WorkingSetImages {
+    /// Counts a restore that copied its working set from an image.
+    pub fn count_restore(&self) {
+        self.restores.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The numbers `/metrics` shows.
+    pub fn stats(&self) -> ImageStats {
+        let inner = self.lock();
+        let (mapped, mapped_bytes) = inner
+            .images
+            .values()
+            .filter_map(|e| match e {
+                Entry::Ready(img, _) => Some(img.mem.len() as u64),
+                _ => None,
+            })
+            .fold((0, 0), |(n, b), len| (n + 1, b + len));
+        ImageStats {
+            mapped,
+            mapped_bytes,
+            restores: self.restores.load(Ordering::Relaxed),
+            built: self.built.load(Ordering::Relaxed),
+        }
+    }
+
     /// Turns the images on (the default) or off for this handle.
     pub fn set_enabled(&self, on: bool) {
         self.disabled.store(!on, Ordering::Relaxed);
@@ -241,6 +280,7 @@ impl WorkingSetImages {
                     inner.tick += 1;
                     let entry = match built {
                         Some(mem) => {
+                            images.built.fetch_add(1, Ordering::Relaxed);
                             Entry::Ready(Arc::new(WorkingSetImage::new(mem, &plan2)), inner.tick)
                         }
                         None => Entry::Failed(std::time::Instant::now()),
@@ -297,15 +337,6 @@ impl WorkingSetImages {
             }
             false
         });
-    }
-
-    /// How many images this process maps.
-    pub fn mapped(&self) -> usize {
-        self.lock()
-            .images
-            .values()
-            .filter(|e| matches!(e, Entry::Ready(..)))
-            .count()
     }
 }
 
