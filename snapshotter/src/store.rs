@@ -300,6 +300,12 @@ impl Store {
         Ok(bytes)
     }
 
+    /// A chunk's verified bytes if the decompressed-chunk cache holds them (never reads
+    /// the disk).
+    pub fn cached_chunk(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        self.inner.cache.lock().get(id)
+    }
+
     /// Like [`read_chunk_into`](Self::read_chunk_into), but a chunk the cache does not
     /// hold is decompressed straight into `out` and not cached: for data a process reads
     /// once and keeps elsewhere (the module image), it saves a buffer, a copy and
@@ -561,6 +567,18 @@ mod tests {
         // Too small a buffer is an error, not a panic.
         let mut small = vec![0u8; 4096];
         assert!(store.read_chunk_into_uncached(&c0, &mut small).is_err());
+    }
+
+    #[test]
+    fn test_cached_chunk_never_reads_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = mem_store(dir.path(), None);
+        let id = one_snapshot(&store);
+        let c0 = store.manifest(&id).unwrap().regions[0].chunks[0].unwrap();
+        store.inner.cache.lock().remove(&c0);
+        assert!(store.cached_chunk(&c0).is_none());
+        let read = store.read_chunk_shared(&c0).unwrap();
+        assert_eq!(store.cached_chunk(&c0).as_deref(), Some(&*read));
     }
 
     #[test]

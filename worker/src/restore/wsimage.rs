@@ -260,8 +260,10 @@ impl WorkingSetImages {
     }
 
     /// Starts building `plan`'s image on a background thread, unless this process built,
-    /// is building or failed to build it. Called once a restore has read the blocks
-    /// (they are in the store's chunk cache) and is done with the CPU.
+    /// is building or failed to build it. Called once a restore has read the blocks and
+    /// is done with the CPU: the thread copies them from the store's chunk cache, taken
+    /// here (so it holds no store handle: a store can be reopened the moment its worker
+    /// is gone); if the cache no longer holds one of them, no image is built.
     pub fn build_in_background(self: &Arc<Self>, store: &Store, plan: ImagePlan) {
         let mut inner = self.lock();
         match inner.images.get(&plan.key) {
@@ -269,12 +271,20 @@ impl WorkingSetImages {
             Some(_) => return,
             None => {}
         }
+        let Some(chunks) = plan
+            .blocks
+            .iter()
+            .map(|(_, id)| store.cached_chunk(id))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return;
+        };
         inner.images.insert(plan.key.clone(), Entry::Building);
-        let (images, store2, plan2) = (Arc::downgrade(self), store.clone(), plan.clone());
+        let (images, plan2) = (Arc::downgrade(self), plan.clone());
         let spawned = std::thread::Builder::new()
             .name("thaw-ws-image".into())
             .spawn(move || {
-                let built = build(&store2, &plan2);
+                let built = build(&plan2, &chunks);
                 if let Some(images) = images.upgrade() {
                     let mut inner = images.lock();
                     inner.tick += 1;
@@ -398,10 +408,10 @@ fn evict_to(dir: &Path, keep: usize) {
     }
 }
 
-/// Builds `plan`'s image as a file on the hugetlbfs mount: the blocks read through the
-/// store (verified; from its chunk cache after the restore that asked), written under
-/// a temporary name, older images evicted to make room, then renamed into place.
-fn build(store: &Store, plan: &ImagePlan) -> Option<Arc<HugeMemfd>> {
+/// Builds `plan`'s image as a file on the hugetlbfs mount from `chunks` (its blocks'
+/// verified bytes, in order, from the store's chunk cache), written under a temporary
+/// name, older images evicted to make room, then renamed into place.
+fn build(plan: &ImagePlan, chunks: &[Arc<Vec<u8>>]) -> Option<Arc<HugeMemfd>> {
     let dir = thaw_pager::hugetlbfs_dir()?;
     let pages = plan.len() / thaw_pager::HUGE_PAGE_SIZE;
     if thaw_pager::free_huge_pages() < pages + FREE_FLOOR {
@@ -414,8 +424,10 @@ fn build(store: &Store, plan: &ImagePlan) -> Option<Arc<HugeMemfd>> {
     let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
     let mut mem = HugeMemfd::create_file(&tmp, plan.len()).ok()?;
     let filled = mem.fill_parallel(plan.chunk_size, 1, |slot, dst| {
-        let (_, id) = &plan.blocks[slot];
-        store.read_chunk_into(id, dst).map(drop)
+        let bytes = chunks.get(slot).ok_or(())?;
+        let n = bytes.len().min(dst.len());
+        dst[..n].copy_from_slice(&bytes[..n]);
+        Ok::<(), ()>(())
     });
     let published = filled.is_ok() && {
         evict_to(&dir, MAX_IMAGES - 1);
