@@ -209,7 +209,7 @@ fn test_a_fresh_worker_maps_the_shared_module_image_at_its_first_restore() {
     // Nothing of the module was paged in privately: only the working set and the
     // VMM's chunks were installed.
     let stats = inst.pager_stats().unwrap();
-    let module = thaw_tests::runtime().module.bytes.len() as u64;
+    let module = thaw_tests::runtime().module.len() as u64;
     assert!(stats.bytes_installed < module / 2, "{stats:?}");
 }
 

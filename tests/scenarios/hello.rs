@@ -111,7 +111,11 @@ fn test_second_runtime_load_hits_the_module_cache() {
         second.module.cache_hit,
         "a second load must skip compilation"
     );
-    assert_eq!(first.module.bytes.len(), second.module.bytes.len());
+    assert_eq!(first.module.len(), second.module.len());
+    assert!(
+        first.module.bytes().unwrap() == second.module.bytes().unwrap(),
+        "the cached image is the compiled one"
+    );
     assert!(
         second.module.elapsed.as_secs_f64() < 5.0,
         "cache read took {:?}",

@@ -22,8 +22,7 @@ def handler(event, context):
 /// The chunk indices (2 MiB chunks) of the runtime's module image in guest memory.
 fn module_chunks() -> std::ops::Range<u32> {
     let lo = thaw_abi::layout::IMAGES;
-    let hi =
-        (lo + thaw_tests::runtime().module.bytes.len() as u64).next_multiple_of(thaw_abi::PAGE_2M);
+    let hi = (lo + thaw_tests::runtime().module.len() as u64).next_multiple_of(thaw_abi::PAGE_2M);
     (lo / thaw_abi::PAGE_2M) as u32..(hi / thaw_abi::PAGE_2M) as u32
 }
 
@@ -198,7 +197,7 @@ fn test_unservable_page_ends_the_vm_with_a_clear_error() {
     let vmm_lo = thaw_abi::layout::BOOT_INFO;
     let vmm_hi = thaw_abi::layout::RESPONSE + thaw_abi::layout::RESPONSE_SIZE;
     let module_lo = thaw_abi::layout::IMAGES;
-    let module_hi = module_lo + thaw_tests::runtime().module.bytes.len() as u64;
+    let module_hi = module_lo + thaw_tests::runtime().module.len() as u64;
     let eager = |lo: u64, hi: u64| {
         (vmm_lo..vmm_hi).contains(&lo)
             || (vmm_lo..vmm_hi).contains(&(hi - 1))

@@ -29,8 +29,7 @@ impl Drop for RemoveOnDrop {
 
 fn module_chunks() -> std::ops::Range<u32> {
     let lo = thaw_abi::layout::IMAGES;
-    let hi =
-        (lo + thaw_tests::runtime().module.bytes.len() as u64).next_multiple_of(thaw_abi::PAGE_2M);
+    let hi = (lo + thaw_tests::runtime().module.len() as u64).next_multiple_of(thaw_abi::PAGE_2M);
     (lo / thaw_abi::PAGE_2M) as u32..(hi / thaw_abi::PAGE_2M) as u32
 }
 

@@ -379,8 +379,7 @@ impl Worker {
 /// The lazy modes' caches, with the guest range the runtime's module occupies.
 fn lazy_caches(runtime: &Runtime) -> crate::restore::LazyCaches {
     let lo = thaw_abi::layout::IMAGES;
-    let hi =
-        (lo + runtime.module.bytes.len() as u64).div_ceil(thaw_abi::PAGE_2M) * thaw_abi::PAGE_2M;
+    let hi = (lo + runtime.module.len() as u64).div_ceil(thaw_abi::PAGE_2M) * thaw_abi::PAGE_2M;
     crate::restore::LazyCaches {
         module_region: Some(thaw_vmm::GuestRange::new(lo, hi)),
         ..Default::default()

@@ -191,7 +191,7 @@ impl Instance {
         }
         let files = files_archive(runtime, &spec.code);
         let config = config_archive(runtime, &spec);
-        let module_len = runtime.module.bytes.len() as u64;
+        let module_len = runtime.module.len() as u64;
         let at = GuestLayout::new(
             module_len,
             files.len() as u64,
@@ -210,7 +210,7 @@ impl Instance {
         let t1 = Instant::now();
         vm.load_guest(GUEST_ELF)?;
         vm.ram()
-            .write(GuestAddress(layout::IMAGES), &runtime.module.bytes)?;
+            .write(GuestAddress(layout::IMAGES), runtime.module.bytes()?)?;
         vm.ram().write(GuestAddress(files_addr), &files)?;
         vm.ram().write(GuestAddress(config_addr), &config)?;
         vm.write_boot_info(BootInfo {

@@ -66,12 +66,8 @@ impl Runtime {
     /// Loads `python3.12` from `runtime_dir`, compiling it into `cache_dir` if needed.
     pub fn python(runtime_dir: &Path, cache_dir: &Path) -> Result<Self, WorkerError> {
         let path = runtime_dir.join(PYTHON_WASM);
-        let wasm = std::fs::read(&path).map_err(|source| WorkerError::RuntimeMissing {
-            path: path.display().to_string(),
-            source,
-        })?;
         let engine = guest_engine()?;
-        let module = compile_cached(&engine, &wasm, cache_dir)?;
+        let module = compile_cached(&engine, &path, cache_dir)?;
         let libs = PYTHON_LIBS
             .iter()
             .map(|(name, text)| (format!("var/runtime/{name}"), text.as_bytes().to_vec()));

@@ -112,7 +112,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "compiled (cache miss)"
             },
-            m.bytes.len(),
+            m.len(),
             ms(m.elapsed)
         );
         match worker.boot(Arc::new(spec)) {
