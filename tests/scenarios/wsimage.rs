@@ -60,6 +60,9 @@ fn test_a_fresh_process_copies_the_working_set_from_the_shared_image() {
     // New VMs only: a reset VM would skip the install this test is about.
     first.set_recycling(false);
     let (id, _) = first.snapshot(&spec("wsimage", CODE)).unwrap();
+    // Other tests' images could fill the mount with recently used ones (then no new
+    // image is built): they are caches, let them go.
+    first.release_working_set_images();
     // The first restore records the final working set; the next one installs it through
     // the store and builds the image from the chunks it just read.
     drop(restore_and_invoke(&first, &id));

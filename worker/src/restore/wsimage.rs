@@ -37,6 +37,15 @@ pub const MAX_IMAGES: usize = 32;
 /// Huge pages that must stay free after an image is built (restores need them more).
 pub const FREE_FLOOR: usize = 512;
 
+/// An image used more recently than this is never removed to make room for a new one:
+/// with more snapshots in use than [`MAX_IMAGES`], images would otherwise replace each
+/// other on every restore.
+pub const KEEP_RECENT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often a process marks an image it keeps using as used (the file's mtime, which
+/// every process's least-recently-used cleanup reads).
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long this process waits before building an image again after a failed build.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -119,6 +128,9 @@ impl ImagePlan {
 pub struct WorkingSetImage {
     mem: Arc<HugeMemfd>,
     slots: HashMap<u32, usize>,
+    /// Its file, and when this process last marked it used.
+    path: Option<PathBuf>,
+    touched: Mutex<std::time::Instant>,
 }
 
 impl WorkingSetImage {
@@ -128,7 +140,25 @@ impl WorkingSetImage {
             .enumerate()
             .map(|(n, i)| (i, n * plan.chunk_size))
             .collect();
-        Self { mem, slots }
+        Self {
+            mem,
+            slots,
+            path: thaw_pager::hugetlbfs_dir().map(|d| d.join(plan.file_name())),
+            touched: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Marks the file used (its mtime) if this process has not done so for
+    /// [`TOUCH_EVERY`].
+    fn touch(&self) {
+        let mut at = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        if at.elapsed() < TOUCH_EVERY {
+            return;
+        }
+        *at = std::time::Instant::now();
+        if let Some(f) = self.path.as_ref().and_then(|p| std::fs::File::open(p).ok()) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
     }
 
     /// Chunk `index` in the image: the image and the chunk's offset, if it holds it.
@@ -239,6 +269,7 @@ impl WorkingSetImages {
         match inner.images.get_mut(&plan.key) {
             Some(Entry::Ready(img, used)) => {
                 *used = tick;
+                img.touch();
                 return Some(img.clone());
             }
             Some(Entry::Building) => return None,
@@ -395,6 +426,18 @@ fn published(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
         .collect()
 }
 
+/// Whether a new image may be published in `dir`: fewer than [`MAX_IMAGES`] are there,
+/// or the least recently used one was last used [`KEEP_RECENT`] ago or longer.
+fn room_for_one_more(dir: &Path) -> bool {
+    let files = published(dir);
+    files.len() < MAX_IMAGES
+        || files
+            .iter()
+            .map(|(_, t)| *t)
+            .min()
+            .is_some_and(|oldest| oldest.elapsed().is_ok_and(|age| age >= KEEP_RECENT))
+}
+
 /// Removes the least recently used published images until at most `keep` are left.
 fn evict_to(dir: &Path, keep: usize) {
     let mut files = published(dir);
@@ -414,7 +457,7 @@ fn evict_to(dir: &Path, keep: usize) {
 fn build(plan: &ImagePlan, chunks: &[Arc<Vec<u8>>]) -> Option<Arc<HugeMemfd>> {
     let dir = thaw_pager::hugetlbfs_dir()?;
     let pages = plan.len() / thaw_pager::HUGE_PAGE_SIZE;
-    if thaw_pager::free_huge_pages() < pages + FREE_FLOOR {
+    if thaw_pager::free_huge_pages() < pages + FREE_FLOOR || !room_for_one_more(&dir) {
         return None;
     }
     super::images::remove_abandoned_builds(&dir, PREFIX);
@@ -476,6 +519,22 @@ mod tests {
             left,
             ["other", "thaw-module-x", "thaw-ws-b", "thaw-ws-d.123-0.tmp"]
         );
+    }
+
+    #[test]
+    fn test_recently_used_images_are_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for k in 0..MAX_IMAGES - 1 {
+            touch(&d.join(format!("thaw-ws-{k}")), 5);
+        }
+        assert!(room_for_one_more(d), "below the limit");
+        touch(&d.join("thaw-ws-last"), 5);
+        assert!(!room_for_one_more(d), "all in use within KEEP_RECENT");
+        touch(&d.join("thaw-ws-0"), KEEP_RECENT.as_secs() + 5);
+        assert!(room_for_one_more(d), "the oldest may go");
+        evict_to(d, MAX_IMAGES - 1);
+        assert!(!d.join("thaw-ws-0").exists());
     }
 
     #[test]
