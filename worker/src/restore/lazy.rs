@@ -149,6 +149,7 @@ pub fn lazy_restore(
                 if let Some((ws, true)) = caches.working_set(store, &snap.manifest.id)? {
                     lazy.record_to = Some((store.clone(), snap.manifest.id));
                     lazy.base = ws;
+                    lazy.build_image = build_on_record(store, snap, caches);
                 }
             }
             return Ok((vm, lazy, t0.elapsed()));
@@ -172,13 +173,7 @@ pub fn lazy_restore(
                 && !provisional
                 && caches.ws_images.enabled(store) =>
         {
-            let module = caches
-                .module_region
-                .filter(|r| r.is_aligned(cs))
-                .map_or(0..0, |r| {
-                    (r.start.raw() / cs) as u32..(r.end.raw() / cs) as u32
-                });
-            ImagePlan::new(&snap.manifest, ws, module)
+            ImagePlan::new(&snap.manifest, ws, module_chunk_range(caches, cs))
         }
         _ => None,
     };
@@ -222,6 +217,9 @@ pub fn lazy_restore(
     vm.load_state(&snap.vm_state)?;
     let record = plan.record();
     let record_to = record.then(|| (store.clone(), snap.manifest.id));
+    let build_image = record
+        .then(|| build_on_record(store, snap, caches))
+        .flatten();
     let module_probe = (record && !module_chunks.is_empty()).then(|| ModuleProbe {
         addr: vm
             .ram()
@@ -258,9 +256,40 @@ pub fn lazy_restore(
             mode,
             module_probe,
             recycle,
+            build_image,
         },
         memory_ready,
     ))
+}
+
+/// Chunk indices of the runtime's module region (empty when unknown or unaligned).
+fn module_chunk_range(caches: &LazyCaches, cs: u64) -> std::ops::Range<u32> {
+    caches
+        .module_region
+        .filter(|r| r.is_aligned(cs))
+        .map_or(0..0, |r| {
+            (r.start.raw() / cs) as u32..(r.end.raw() / cs) as u32
+        })
+}
+
+/// For a recording restore: build the snapshot's working-set image as soon as its
+/// final working set is stored (images on for `store`).
+fn build_on_record(
+    store: &Store,
+    snap: &OpenedSnapshot,
+    caches: &LazyCaches,
+) -> Option<super::wsimage::BuildOnRecord> {
+    let cs = snap.manifest.chunk_size;
+    caches
+        .ws_images
+        .enabled(store)
+        .then(|| super::wsimage::BuildOnRecord {
+            images: caches.ws_images.clone(),
+            store: store.clone(),
+            chunks: snap.manifest.chunks().map(|c| c.id).collect(),
+            chunk_size: cs,
+            module: module_chunk_range(caches, cs),
+        })
 }
 
 /// Step 1: the VM and its guest RAM (a ready shell from the pool when there is one),

@@ -31,6 +31,8 @@ pub struct LazyMemory {
     /// What a reset for reuse needs (`None`: this VM is never reused: a recording
     /// restore, 4 KiB backing, `shared` mode).
     pub recycle: Option<RecycleInfo>,
+    /// Builds the snapshot's working-set image once the final working set is stored.
+    pub build_image: Option<super::wsimage::BuildOnRecord>,
 }
 
 /// The module region of a recording restore (see [`LazyMemory::module_probe`]).
@@ -81,8 +83,14 @@ impl LazyMemory {
             } else {
                 store.set_working_set(&id, &ws)
             };
-            if let Err(e) = stored {
-                eprintln!("thaw: storing the working set of {id}: {e}");
+            match stored {
+                Err(e) => eprintln!("thaw: storing the working set of {id}: {e}"),
+                Ok(()) if !self.provisional => {
+                    if let Some(b) = self.build_image.take() {
+                        b.recorded(&ws);
+                    }
+                }
+                Ok(()) => {}
             }
         }
     }

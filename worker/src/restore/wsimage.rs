@@ -70,7 +70,17 @@ impl ImagePlan {
         working_set: &[u32],
         module: std::ops::Range<u32>,
     ) -> Option<ImagePlan> {
-        let cs = manifest.chunk_size;
+        let chunks: Vec<Option<ChunkId>> = manifest.chunks().map(|c| c.id).collect();
+        Self::from_chunks(&chunks, manifest.chunk_size, working_set, module)
+    }
+
+    /// [`ImagePlan::new`] over a snapshot's chunk ids (`None`: an all-zero chunk).
+    pub fn from_chunks(
+        chunks: &[Option<ChunkId>],
+        cs: u64,
+        working_set: &[u32],
+        module: std::ops::Range<u32>,
+    ) -> Option<ImagePlan> {
         if cs != thaw_abi::PAGE_2M {
             return None;
         }
@@ -78,7 +88,7 @@ impl ImagePlan {
         let blocks: Vec<(u32, ChunkId)> = vmm_chunks(cs)
             .chain(working_set.iter().copied().filter(|i| !module.contains(i)))
             .filter(|&i| seen.insert(i))
-            .filter_map(|i| Some((i, manifest.chunk(i)?.id?)))
+            .filter_map(|i| Some((i, (*chunks.get(i as usize)?)?)))
             .collect();
         if blocks.is_empty() {
             return None;
@@ -120,6 +130,36 @@ impl ImagePlan {
     /// The chunk ids it holds, in image order.
     pub fn chunk_ids(&self) -> impl Iterator<Item = &ChunkId> + '_ {
         self.blocks.iter().map(|(_, id)| id)
+    }
+}
+
+/// What a recording restore needs to build its snapshot's image the moment the final
+/// working set is recorded (the blocks are all in the chunk cache then: the restore
+/// just read them), so the next process's first restore finds it even when this
+/// process's later restores are served by reset VMs and never install the set again.
+pub struct BuildOnRecord {
+    pub images: Arc<WorkingSetImages>,
+    pub store: Store,
+    pub chunks: Vec<Option<ChunkId>>,
+    pub chunk_size: u64,
+    pub module: std::ops::Range<u32>,
+}
+
+impl std::fmt::Debug for BuildOnRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOnRecord")
+            .field("chunks", &self.chunks.len())
+            .field("module", &self.module)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuildOnRecord {
+    /// The final working set `ws` was recorded: start building its image.
+    pub fn recorded(self, ws: &[u32]) {
+        if let Some(plan) = ImagePlan::from_chunks(&self.chunks, self.chunk_size, ws, self.module) {
+            self.images.build_in_background(&self.store, plan);
+        }
     }
 }
 
