@@ -8,9 +8,11 @@
 //! decompressed-chunk cache starts empty. With one, it copies them straight from the
 //! image, as a restore in a running service copies them from its cache.
 //!
-//! - **Built** in the background after a restore that read those blocks through the
-//!   store (so from the chunk cache it just filled), once the snapshot's final working
-//!   set is known; written under a temporary name, renamed into place when complete.
+//! - **Built** in the background from the chunk cache, as soon as a recording restore
+//!   stores the snapshot's final working set ([`BuildOnRecord`]; it just read every one of
+//!   those blocks through the store), or after a later restore that installed the set
+//!   through the store and found no image; written under a temporary name, renamed into
+//!   place when complete.
 //! - **Named** by a hash of the block list (chunk indices and content hashes), so an
 //!   image is exactly the bytes of the chunks it names and never goes stale: a new
 //!   working set or a rebuilt snapshot names a different file.
