@@ -102,7 +102,9 @@ fn source_hash(path: &Path, cache_dir: &Path) -> Result<(String, Option<Vec<u8>>
     let hex = blake3::hash(&wasm).to_hex().to_string();
     // A record is an optimisation: failing to write one is not an error.
     if let Some(dir) = record.parent() {
-        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
         let _ = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, &hex))
             .and_then(|()| std::fs::rename(&tmp, &record));
