@@ -1,9 +1,10 @@
 //! Chaos (KVM): every chunk file of a live service's snapshot is corrupted, then the service goes
-//! on (restores from memory it already holds, or finds the corruption) and is restarted (a fresh
-//! process restores from disk, finds the corruption through the typed `is_corrupt` signal, marks
-//! the snapshot bad, verifies the store and rebuilds from a cold boot). Every answer is correct or
-//! a clear error, the rebuild answers within seconds and is reported as an init, and the function
-//! stays Active.
+//! on (restores from memory it already holds, or finds the corruption), is restarted on the same
+//! host (the working-set images on the hugetlbfs mount still hold the verified bytes) and then as
+//! on a fresh host (no image: a new process restores from disk, finds the corruption through the
+//! typed `is_corrupt` signal, marks the snapshot bad, verifies the store and rebuilds from a cold
+//! boot). Every answer is correct or a clear error, the rebuild answers within seconds and is
+//! reported as an init, and the function stays Active.
 mod common;
 
 use common::server::{has_runtime, Server};
@@ -32,6 +33,23 @@ fn corrupt_every_chunk(data: &std::path::Path, at: usize) -> usize {
         }
     }
     n
+}
+
+/// Deletes every working-set image on the hugetlbfs mount (what a host reboot does): they
+/// are caches, shared by every thaw process of the host.
+fn remove_working_set_images() {
+    let dir = std::env::var_os("THAW_HUGETLBFS").map_or_else(
+        || std::path::PathBuf::from("/dev/hugepages"),
+        std::path::PathBuf::from,
+    );
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("thaw-ws-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// One invocation: (correct?, the REPORT line, how long it took).
@@ -113,8 +131,24 @@ fn corrupt_chunks_of_a_live_service_are_rebuilt() {
     });
     server.stop();
 
-    // 2. A fresh process: no memory of the good bytes, so every restore reads the corrupt files
-    //    (a second byte flipped, in case the live service already rewrote some).
+    // 2. Restarted on the same host: the snapshot's working-set image holds its verified
+    //    bytes, so restores answer from it, or find the corruption in a chunk it lacks.
+    //    Never a wrong answer (`invoke` panics on one).
+    let server = Server::start_with(dir.path(), extra);
+    let http = server.client();
+    rt.block_on(async {
+        for i in 5..=6u64 {
+            let (verdict, report, took) = invoke(&http, i).await;
+            println!("restarted with images #{i}: {verdict:?} in {took:?}: {report}");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    });
+    server.stop();
+
+    // 3. As on a fresh host: no memory of the good bytes (no image, no process), so every
+    //    restore reads the corrupt files (a second byte flipped, in case the service already
+    //    rewrote some).
+    remove_working_set_images();
     corrupt_every_chunk(dir.path(), 1);
     let server = Server::start_with(dir.path(), extra);
     let http = server.client();
