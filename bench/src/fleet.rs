@@ -125,9 +125,11 @@ pub fn burst(
     mut tick: impl FnMut(),
 ) -> anyhow::Result<(Vec<Sample>, FleetSample)> {
     let rt = runtime()?;
+    // The service's default memory budget (MemTotal), as `density` uses.
     let limits = Limits {
         keep_warm_ttl: Duration::ZERO,
         account_concurrency: size.max(1000),
+        memory_budget_bytes: host_total_bytes(),
         ..Limits::default()
     };
     rt.block_on(async {
