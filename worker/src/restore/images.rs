@@ -63,6 +63,16 @@ fn shared_image_path(chunks: &[Option<ChunkId>]) -> Option<std::path::PathBuf> {
     Some(dir.join(format!("thaw-module-{}", &h.finalize().to_hex()[..32])))
 }
 
+/// Where a build of the image at `path` writes before renaming it into place:
+/// `<path>.<pid>-<n>.tmp`, unique per build (two workers of one process may build the
+/// same image at once, and one must never rename the other's half-filled file), in the
+/// form [`remove_abandoned_builds`] reads the builder's pid back from.
+pub(super) fn build_temp_path(path: &std::path::Path) -> std::path::PathBuf {
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("{}-{n}.tmp", std::process::id()))
+}
+
 /// Removes temporary images (`<prefix><key>.<pid>-<n>.tmp`, e.g. `thaw-module-`) whose
 /// builder process is gone: a process that exits mid-build leaves one behind, and
 /// hugetlbfs files hold their huge pages until deleted.
@@ -184,12 +194,7 @@ impl ModuleImages {
             .flatten()
             .and_then(|path| {
                 remove_abandoned_builds(path.parent()?, "thaw-module-");
-                // Unique per build: two workers of one process may build the same
-                // image at once, and one must never rename the other's half-filled
-                // file into place.
-                static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
+                let tmp = build_temp_path(&path);
                 thaw_pager::HugeMemfd::create_file(&tmp, len)
                     .ok()
                     .map(|img| (img, tmp, path))

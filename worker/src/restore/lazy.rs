@@ -199,9 +199,6 @@ pub fn lazy_restore(
         .image_plan
         .as_ref()
         .and_then(|p| caches.ws_images.ready(p));
-    if plan.image.is_some() {
-        caches.ws_images.count_restore();
-    }
     let mut mapped = map_guest_ram(&plan, caches)?;
     read_ahead(&plan, &mut mapped)?;
     let handle = start_pager(&plan, &mut mapped)?;

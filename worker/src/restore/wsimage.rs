@@ -126,7 +126,7 @@ impl ImagePlan {
 
     /// Its file name on the hugetlbfs mount.
     pub fn file_name(&self) -> String {
-        format!("{PREFIX}{}", self.key)
+        file_name(&self.key)
     }
 
     /// The chunk ids it holds, in image order.
@@ -165,6 +165,19 @@ impl BuildOnRecord {
     }
 }
 
+/// The file name on the hugetlbfs mount of the image keyed `key`.
+fn file_name(key: &str) -> String {
+    format!("{PREFIX}{key}")
+}
+
+/// Marks the image file at `path` used now (its mtime, which every process's
+/// least-recently-used cleanup reads).
+fn mark_used(path: &Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// A published image and where each chunk sits in it.
 #[derive(Debug)]
 pub struct WorkingSetImage {
@@ -198,8 +211,8 @@ impl WorkingSetImage {
             return;
         }
         *at = std::time::Instant::now();
-        if let Some(f) = self.path.as_ref().and_then(|p| std::fs::File::open(p).ok()) {
-            let _ = f.set_modified(std::time::SystemTime::now());
+        if let Some(p) = &self.path {
+            mark_used(p);
         }
     }
 
@@ -261,11 +274,6 @@ pub struct ImageStats {
 }
 
 impl WorkingSetImages {
-    /// Counts a restore that copied its working set from an image.
-    pub fn count_restore(&self) {
-        self.restores.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// The numbers `/metrics` shows.
     pub fn stats(&self) -> ImageStats {
         let inner = self.lock();
@@ -303,8 +311,14 @@ impl WorkingSetImages {
     }
 
     /// The image `plan` names, if it is built: by this process, or by another one on the
-    /// hugetlbfs mount.
+    /// hugetlbfs mount. Counted as a restore served by an image.
     pub fn ready(&self, plan: &ImagePlan) -> Option<Arc<WorkingSetImage>> {
+        let img = self.find(plan)?;
+        self.restores.fetch_add(1, Ordering::Relaxed);
+        Some(img)
+    }
+
+    fn find(&self, plan: &ImagePlan) -> Option<Arc<WorkingSetImage>> {
         let mut inner = self.lock();
         inner.tick += 1;
         let tick = inner.tick;
@@ -320,10 +334,7 @@ impl WorkingSetImages {
         }
         let path = thaw_pager::hugetlbfs_dir()?.join(plan.file_name());
         let mem = HugeMemfd::open_file(&path, plan.len()).ok()?;
-        // Marks it recently used for the least-recently-used cleanup of every process.
-        if let Ok(f) = std::fs::File::open(&path) {
-            let _ = f.set_modified(std::time::SystemTime::now());
-        }
+        mark_used(&path);
         let img = Arc::new(WorkingSetImage::new(Arc::new(mem), plan));
         inner
             .images
@@ -416,7 +427,7 @@ impl WorkingSetImages {
                 return true;
             }
             if let Some(dir) = &dir {
-                let _ = std::fs::remove_file(dir.join(format!("{PREFIX}{key}")));
+                let _ = std::fs::remove_file(dir.join(file_name(key)));
             }
             false
         });
@@ -504,9 +515,7 @@ fn build(plan: &ImagePlan, chunks: &[Arc<Vec<u8>>]) -> Option<Arc<HugeMemfd>> {
     }
     super::images::remove_abandoned_builds(&dir, PREFIX);
     let path = dir.join(plan.file_name());
-    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
+    let tmp = super::images::build_temp_path(&path);
     let mut mem = HugeMemfd::create_file(&tmp, plan.len()).ok()?;
     let filled = mem.fill_parallel(plan.chunk_size, 1, |slot, dst| {
         let bytes = chunks.get(slot).ok_or(())?;
